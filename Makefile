@@ -1,0 +1,41 @@
+# Two commands for a fresh machine: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CATALOGUES := $(wildcard consent_widget/translations/*/LC_MESSAGES/messages.po)
+COMPILED := $(CATALOGUES:.po=.mo)
+
+.PHONY: run test install translations extract-messages clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP) $(COMPILED)
+
+%.mo: %.po $(STAMP)
+	$(BIN)/pybabel compile --use-fuzzy -i $< -o $@
+
+instance/config.py:
+	mkdir -p instance
+	$(BIN)/python -c "import secrets; print('SECRET_KEY = %r' % secrets.token_urlsafe(48))" > $@
+
+run: install instance/config.py
+	$(BIN)/consent-widget db upgrade
+	$(BIN)/consent-widget demo setup
+	CONSENT_DEV_WORKER=1 $(BIN)/consent-widget demo serve
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+extract-messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o consent_widget/translations/messages.pot .
+	$(BIN)/pybabel update -i consent_widget/translations/messages.pot -d consent_widget/translations
+
+translations: $(COMPILED)
+
+clean:
+	rm -rf $(VENV) instance *.egg-info

@@ -1,0 +1,32 @@
+"""consent_widget: explicit, provable, withdrawable consent for campaigns' newsletters and
+social matching. ``create_app`` only wires the parts together; it does no I/O of its own."""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: configuration, then each part's ``init_app``, then blueprints."""
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=os.path.join(_ROOT, "templates"),
+                static_folder=None)
+    if test_config is not None:
+        app.testing = bool(test_config.get("TESTING", True))
+    from . import config
+    config.load(app, test_config)
+
+    from . import api, db, errors, i18n, links, oauth, outbox, receipts, widget
+    db.init_app(app)
+    i18n.init_app(app)
+    errors.init_app(app)
+    oauth.init_app(app)
+    outbox.init_app(app)
+    app.register_blueprint(widget.bp)
+    app.register_blueprint(links.bp)
+    app.register_blueprint(receipts.bp)
+    app.register_blueprint(api.bp)
+    return app

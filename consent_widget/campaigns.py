@@ -1,0 +1,81 @@
+"""Campaign set-up: validation of what a candidate's team enters, and the campaign record."""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import notices
+from .emails import InvalidEmail, normalise
+from .models import DEFAULT_NETWORKS, Campaign
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+KNOWN_NETWORKS = DEFAULT_NETWORKS
+
+
+class InvalidCampaign(ValueError):
+    """A campaign setting is not acceptable; the message says which and why."""
+
+
+def origin_of(url: str) -> str:
+    """The ``scheme://host[:port]`` origin of an http(s) URL; raise InvalidCampaign otherwise."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidCampaign(f"{url!r} is not an http(s) origin")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise InvalidCampaign(f"{url!r} must be an origin only, like https://example.org")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+def _http_url(url: str, what: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidCampaign(f"{what} must be an http(s) URL, not {url!r}")
+    return url.strip()
+
+
+def create_campaign(session: Session, slug: str, *, name: str, controller: str,
+                    contact_email: str, policy_url: str, origins=(), locale: str = "fr",
+                    networks=(), controller_address: str = "", jurisdiction: str = "FR",
+                    validity_days: int = 730) -> Campaign:
+    """Create a campaign after checking every field; records the first version of its notices."""
+    if not SLUG_RE.match(slug or ""):
+        raise InvalidCampaign("the slug must be 1-64 lower-case letters, digits or hyphens")
+    if session.scalars(select(Campaign.id).where(Campaign.slug == slug)).first() is not None:
+        raise InvalidCampaign(f"a campaign {slug!r} exists already")
+    if not name.strip() or not controller.strip():
+        raise InvalidCampaign("the name and the controller are required")
+    try:
+        contact = normalise(contact_email)
+    except InvalidEmail as exc:
+        raise InvalidCampaign(f"contact email: {exc}") from None
+    if locale not in notices.LOCALES:
+        raise InvalidCampaign(f"locale must be one of {', '.join(notices.LOCALES)}")
+    networks = list(dict.fromkeys(networks or DEFAULT_NETWORKS))
+    unknown = [n for n in networks if n not in KNOWN_NETWORKS]
+    if unknown:
+        raise InvalidCampaign(f"unknown network(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(KNOWN_NETWORKS)}")
+    if not 1 <= validity_days <= 3650:
+        raise InvalidCampaign("validity must be between 1 and 3650 days")
+    campaign = Campaign(
+        slug=slug, name=name.strip(), controller=controller.strip(),
+        controller_address=controller_address.strip(), contact_email=contact,
+        policy_url=_http_url(policy_url, "the policy URL"), locale=locale,
+        jurisdiction=jurisdiction, networks=networks,
+        origins=list(dict.fromkeys(origin_of(o) for o in origins)), validity_days=validity_days,
+    )
+    session.add(campaign)
+    session.flush()
+    for locale_ in notices.LOCALES:
+        for purpose, network in notices.offered_items(campaign):
+            notices.current_notice(session, campaign, purpose, network, locale_)
+    return campaign
+
+
+def by_slug(session: Session, slug: str) -> Campaign | None:
+    """The campaign with this slug, or None."""
+    return session.scalars(select(Campaign).where(Campaign.slug == slug)).first()

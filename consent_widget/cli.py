@@ -1,0 +1,207 @@
+"""The ``consent-widget`` command: a Flask CLI group with the project's own commands.
+
+Every command that creates something prints one JSON object on stdout; errors go to stderr with
+a non-zero exit status.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from . import campaigns, create_app, db, ledger, migrate
+
+
+def _print_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _campaign_or_fail(slug: str):
+    campaign = campaigns.by_slug(db.session(), slug)
+    if campaign is None:
+        raise click.ClickException(f"no campaign {slug!r}")
+    return campaign
+
+
+@click.group(cls=FlaskGroup, create_app=lambda: create_app())
+def main():
+    """consent_widget: explicit, provable, withdrawable consent for campaigns."""
+
+
+# --- database -------------------------------------------------------------------------------
+@main.group("db")
+def db_group():
+    """Database schema migrations (Alembic)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision):
+    """Migrate the database to REVISION (default: the newest)."""
+    migrate.upgrade(db.engine(), revision)
+    click.echo(f"database at {migrate.current(db.engine())}", err=True)
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision):
+    """Take the database back to REVISION."""
+    migrate.downgrade(db.engine(), revision)
+
+
+@db_group.command("current")
+@with_appcontext
+def db_current():
+    """Print the database's revision and the code's newest."""
+    _print_json({"current": migrate.current(db.engine()), "head": migrate.head()})
+
+
+# --- campaigns ------------------------------------------------------------------------------
+@main.group("campaign")
+def campaign_group():
+    """Campaigns: the candidates' sites that ask for consent."""
+
+
+@campaign_group.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="The campaign's public name.")
+@click.option("--controller", required=True, help="Who controls the data (the candidate or party).")
+@click.option("--contact-email", required=True, help="Where supporters can write about their data.")
+@click.option("--policy-url", required=True, help="The privacy policy's URL.")
+@click.option("--origin", "origins", multiple=True, help="A site allowed to embed the widget.")
+@click.option("--locale", default="fr", type=click.Choice(["fr", "en"]), show_default=True)
+@click.option("--network", "networks", multiple=True,
+              help="A social network to ask about (default: facebook, linkedin, twitter, meetup).")
+@click.option("--address", default="", help="The controller's postal address, for receipts.")
+@click.option("--validity-days", default=730, show_default=True, type=int,
+              help="How long a consent lasts before it must be renewed.")
+@with_appcontext
+def campaign_create(slug, name, controller, contact_email, policy_url, origins, locale, networks,
+                    address, validity_days):
+    """Create the campaign SLUG and print its widget URL and embed snippet."""
+    from . import embed
+    with db.transaction() as session:
+        try:
+            campaign = campaigns.create_campaign(
+                session, slug, name=name, controller=controller, contact_email=contact_email,
+                policy_url=policy_url, origins=origins, locale=locale, networks=networks,
+                controller_address=address, validity_days=validity_days)
+        except campaigns.InvalidCampaign as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_json(embed.describe(campaign, current_app.config["BASE_URL"]))
+
+
+# --- platform clients ------------------------------------------------------------------------
+@main.group("client")
+def client_group():
+    """API clients of the platforms (campaign CRMs)."""
+
+
+@client_group.command("create")
+@click.argument("slug")
+@click.option("--name", default="", help="Who the client is, for the campaign's records.")
+@with_appcontext
+def client_create(slug, name):
+    """Create an OAuth client for campaign SLUG; its secret is printed once, stored hashed."""
+    from . import oauth
+    with db.transaction() as session:
+        campaign = _campaign_or_fail(slug)
+        client, secret = oauth.create_client(session, campaign, name=name)
+    _print_json({"client_id": client.client_id, "client_secret": secret,
+                 "scopes": client.scopes.split(), "campaign": slug,
+                 "token_url": current_app.config["BASE_URL"] + "/oauth/token"})
+
+
+# --- keys ----------------------------------------------------------------------------------
+@main.group("keys")
+def keys_group():
+    """The Ed25519 keys that sign receipts and decisions."""
+
+
+@keys_group.command("rotate")
+@with_appcontext
+def keys_rotate():
+    """Make a new signing key current; old public keys stay published."""
+    from . import receipts
+    with db.transaction() as session:
+        key = receipts.rotate_key(session)
+    _print_json({"kid": key.kid, "alg": "EdDSA", "crv": "Ed25519",
+                 "jwks_url": current_app.config["BASE_URL"] + "/.well-known/jwks.json"})
+
+
+# --- ledger --------------------------------------------------------------------------------
+@main.group("ledger")
+def ledger_group():
+    """The tamper-evident consent ledger."""
+
+
+@ledger_group.command("verify")
+@click.argument("slug", required=False)
+@with_appcontext
+def ledger_verify(slug):
+    """Recompute the hash chain of SLUG (default: every campaign); exit 1 if it is broken."""
+    from sqlalchemy import select
+    from .models import Campaign
+    session = db.session()
+    chosen = [_campaign_or_fail(slug)] if slug else session.scalars(
+        select(Campaign).order_by(Campaign.id)).all()
+    total = 0
+    heads = {}
+    for campaign in chosen:
+        report = ledger.verify_chain(session, campaign)
+        if not report.ok:
+            _print_json({"ok": False, "campaign": campaign.slug, "events": report.events,
+                         "broken_event": report.broken_event, "reason": report.reason})
+            sys.exit(1)
+        total += report.events
+        heads[campaign.slug] = report.head
+    result = {"ok": True, "events": total}
+    if slug:
+        result["head"] = heads[slug]
+    else:
+        result["heads"] = heads
+    _print_json(result)
+
+
+# --- worker --------------------------------------------------------------------------------
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@with_appcontext
+def worker(once, interval):
+    """Run the outbox worker (emails, webhooks) until stopped."""
+    from . import outbox
+    if once:
+        _print_json(outbox.deliver_due(current_app._get_current_object()))
+        return
+    outbox.run_worker(current_app._get_current_object(), interval=interval)
+
+
+# --- demo ----------------------------------------------------------------------------------
+@main.group("demo")
+def demo_group():
+    """A demo campaign and host page for trying the widget locally."""
+
+
+@demo_group.command("setup")
+@with_appcontext
+def demo_setup():
+    """Create the demo campaign, a platform client and a signing key (once); print them."""
+    from . import demo
+    _print_json(demo.setup(current_app._get_current_object()))
+
+
+@demo_group.command("serve")
+@click.option("--port", default=5000, show_default=True)
+@click.option("--host-port", default=5001, show_default=True,
+              help="Port of the demo host page, another origin that embeds the widget.")
+@with_appcontext
+def demo_serve(port, host_port):
+    """Serve the app and a demo host page on another origin; print the URLs to open."""
+    from . import demo
+    demo.serve(current_app._get_current_object(), port=port, host_port=host_port)

@@ -1,0 +1,62 @@
+"""Email addresses: validation, normalisation and the keyed hash used to look supporters up.
+
+An unkeyed SHA-256 of an address is reversible by dictionary, so lookups use HMAC-SHA256 with a
+secret key. Normalisation follows the standards: trim, Unicode NFC, domain to its IDNA A-label and
+lower case; the local part is lower-cased only inside the hash (mailbox names are case-sensitive
+in theory, so the stored address keeps its case), and neither ``+tags`` nor dots are stripped.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+
+from email_validator import EmailNotValidError, validate_email
+
+#: RFC 5321 limits a forward path to 256 octets including the angle brackets.
+MAX_EMAIL_LENGTH = 254
+
+
+class InvalidEmail(ValueError):
+    """The address is not one we can write to; the message says why, for the person."""
+
+
+def normalise(address: str) -> str:
+    """Return the address trimmed, NFC-normalised, with an IDNA A-label, lower-case domain.
+
+    Raises :class:`InvalidEmail` for anything that is not a deliverable-looking address.
+    """
+    address = unicodedata.normalize("NFC", (address or "").strip())
+    if not address:
+        raise InvalidEmail("An email address is required.")
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail("This email address is too long.")
+    try:
+        result = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from None
+    domain = result.ascii_domain or result.domain
+    return f"{result.local_part}@{domain.lower()}"
+
+
+def lookup_hmac(key: bytes, normalised: str) -> str:
+    """Return the hex HMAC-SHA256 under ``key`` of a normalised address, local part lower-cased."""
+    local, _, domain = normalised.rpartition("@")
+    material = f"{local.lower()}@{domain}".encode("utf-8")
+    return hmac.new(key, material, hashlib.sha256).hexdigest()
+
+
+def plain_digest(normalised: str) -> str:
+    """SHA-256 of the normalised address, lower-cased: lets a platform bind a decision to its input."""
+    local, _, domain = normalised.rpartition("@")
+    return hashlib.sha256(f"{local.lower()}@{domain}".encode("utf-8")).hexdigest()
+
+
+def lookup_key(config) -> bytes:
+    """The HMAC key from the configuration, derived from the secret key when none is set."""
+    key = config.get("LOOKUP_KEY")
+    if key:
+        return key.encode("utf-8") if isinstance(key, str) else key
+    secret = config["SECRET_KEY"]
+    secret = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(secret, b"consent_widget email lookup key v1", hashlib.sha256).digest()

@@ -1,0 +1,73 @@
+"""Versioned consent texts per purpose, network and language, and the hash of what was shown.
+
+The text is built from the translation catalogues and the campaign's details. Each distinct text
+gets a version number the first time it is shown; the ledger records which version each consent
+was given on, and the receipt carries the SHA-256 of the exact text.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from flask_babel import force_locale, gettext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Notice
+
+NETWORK_LABELS = {"facebook": "Facebook", "linkedin": "LinkedIn", "twitter": "X (Twitter)",
+                  "meetup": "Meetup"}
+LOCALES = ("fr", "en")
+
+
+def network_label(network: str) -> str:
+    """The name a person knows a network by."""
+    return NETWORK_LABELS.get(network, network.capitalize())
+
+
+def notice_text(campaign: Campaign, purpose: str, network: str, locale: str) -> str:
+    """The exact consent text for one box, in ``locale``."""
+    with force_locale(locale):
+        if purpose == NEWSLETTER:
+            return gettext(
+                "Send me the newsletter of %(campaign)s by email. %(controller)s will use my "
+                "email address only to send it. I can unsubscribe at any time with the link "
+                "in every email.", campaign=campaign.name, controller=campaign.controller)
+        if purpose == SOCIAL_MATCHING:
+            return gettext(
+                "Allow %(controller)s to look up my email address on %(network)s and copy my "
+                "public %(network)s profile, location and biography into the campaign's "
+                "supporter database, to know its supporters better. This is not consent to "
+                "targeted political advertising. I can withdraw at any time with the link in "
+                "every email; the copied data is then deleted.",
+                controller=campaign.controller, network=network_label(network))
+    raise ValueError(f"unknown purpose {purpose!r}")
+
+
+def text_sha256(text: str) -> str:
+    """SHA-256 (hex) of the UTF-8 text as shown."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def current_notice(session: Session, campaign: Campaign, purpose: str, network: str,
+                   locale: str) -> Notice:
+    """The notice for the text shown now, recording a new version when the text changed."""
+    text = notice_text(campaign, purpose, network, locale)
+    digest = text_sha256(text)
+    latest = session.scalars(
+        select(Notice)
+        .where(Notice.campaign_id == campaign.id, Notice.purpose == purpose,
+               Notice.network == network, Notice.locale == locale)
+        .order_by(Notice.version.desc()).limit(1)
+    ).first()
+    if latest is not None and latest.text_sha256 == digest:
+        return latest
+    notice = Notice(campaign_id=campaign.id, purpose=purpose, network=network, locale=locale,
+                    version=(latest.version + 1) if latest else 1, text=text, text_sha256=digest)
+    session.add(notice)
+    session.flush()
+    return notice
+
+
+def offered_items(campaign: Campaign) -> list[tuple[str, str]]:
+    """Every (purpose, network) a campaign's widget asks about, newsletter first."""
+    return [(NEWSLETTER, "")] + [(SOCIAL_MATCHING, network) for network in campaign.networks]

@@ -1,0 +1,74 @@
+"""Signed tokens for the links in emails: one signer and salt per purpose.
+
+A token names its campaign and the state it acts on (a signup, or a subject's link version), so
+it stops working when that state is superseded, and a token of one purpose or campaign is worth
+nothing for another. Expired and invalid tokens raise different exceptions so the page can say
+which, and a person with an expired confirmation link knows to sign up again.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+CONFIRM = "confirm"
+MANAGE = "manage"
+UNSUBSCRIBE = "unsubscribe"
+FORM = "form"
+_SALTS = {
+    CONFIRM: "consent_widget.confirm.v1",
+    MANAGE: "consent_widget.manage.v1",
+    UNSUBSCRIBE: "consent_widget.unsubscribe.v1",
+    FORM: "consent_widget.form-csrf.v1",
+}
+_MAX_AGE_SETTINGS = {
+    CONFIRM: "CONFIRM_MAX_AGE",
+    MANAGE: "MANAGE_MAX_AGE",
+    UNSUBSCRIBE: "MANAGE_MAX_AGE",
+    FORM: "FORM_MAX_AGE",
+}
+
+
+class TokenInvalid(Exception):
+    """The token was not made by us for this purpose, or names a superseded state."""
+
+
+class TokenExpired(TokenInvalid):
+    """The token was genuine but is older than its purpose allows."""
+
+
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALTS[purpose])
+
+
+def dumps(purpose: str, payload: dict[str, Any]) -> str:
+    """Sign ``payload`` for ``purpose``."""
+    return _serializer(purpose).dumps(payload)
+
+
+def loads(purpose: str, token: str) -> dict[str, Any]:
+    """Return the payload of a token of ``purpose``; raise TokenExpired or TokenInvalid."""
+    max_age = current_app.config[_MAX_AGE_SETTINGS[purpose]]
+    if not token or len(token) > 1000:
+        raise TokenInvalid()
+    try:
+        payload = _serializer(purpose).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise TokenExpired() from None
+    except BadSignature:
+        raise TokenInvalid() from None
+    if not isinstance(payload, dict):
+        raise TokenInvalid()
+    return payload
+
+
+def confirm_token(signup) -> str:
+    """The token of a signup's confirmation link."""
+    return dumps(CONFIRM, {"c": signup.campaign_id, "s": signup.public_id})
+
+
+def subject_token(purpose: str, subject) -> str:
+    """The token of a subject's manage or unsubscribe link, bound to its link version."""
+    return dumps(purpose, {"c": subject.campaign_id, "sub": subject.public_id,
+                           "v": subject.link_version})

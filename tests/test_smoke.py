@@ -1,0 +1,2 @@
+def test_campaign(campaign):
+    assert campaign.slug == "demo"
