@@ -19,7 +19,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import config
     config.load(app, test_config)
 
-    from . import api, db, errors, i18n, links, oauth, outbox, receipts, widget
+    from . import api, db, embed, errors, i18n, links, oauth, outbox, receipts, widget
     db.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
@@ -29,4 +29,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(links.bp)
     app.register_blueprint(receipts.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(embed.bp)
     return app

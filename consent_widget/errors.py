@@ -42,8 +42,10 @@ def _handle_http(exc: HTTPException):
             if exc.get_response().headers.get(name):
                 response.headers[name] = exc.get_response().headers[name]
         return response
+    # Werkzeug's stock descriptions are English; the page's own translated title says it better.
+    message = None if exc.description == type(exc).description else exc.description
     return render_template("error.html", status=exc.code, title=exc.name,
-                           message=exc.description), exc.code
+                           message=message), exc.code
 
 
 def _handle_unexpected(exc: Exception):

@@ -1,4 +1,176 @@
-"""Placeholder while being written."""
-from flask import Blueprint
+"""The pages behind the links in emails: confirm, manage and withdraw, one-click unsubscribe.
+
+Every link shows a page on GET and acts only on POST, because mail scanners follow GET links.
+The token in the URL is the credential: it names the campaign and the state it acts on, so no
+cookie or session is needed, and a superseded or foreign token is refused.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, render_template, request
+from flask_babel import get_locale, gettext
+
+from . import campaigns, db, ledger, notices, receipts, tokens, urls
+from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
 
 bp = Blueprint("links", __name__)
+
+
+class LinkRefused(Exception):
+    """The token cannot be used; ``reason`` is ``expired`` or ``invalid``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _campaign(slug: str):
+    campaign = campaigns.by_slug(db.session(), slug)
+    if campaign is None:
+        abort(404)
+    g.campaign_locale = campaign.locale
+    return campaign
+
+
+def _payload(purpose: str, token: str, campaign) -> dict:
+    try:
+        payload = tokens.loads(purpose, token)
+    except tokens.TokenExpired:
+        raise LinkRefused("expired") from None
+    except tokens.TokenInvalid:
+        raise LinkRefused("invalid") from None
+    if payload.get("c") != campaign.id:
+        raise LinkRefused("invalid")
+    return payload
+
+
+def _signup(campaign, token: str) -> Signup:
+    payload = _payload(tokens.CONFIRM, token, campaign)
+    signup = db.session().query(Signup).filter_by(campaign_id=campaign.id,
+                                                  public_id=payload.get("s")).first()
+    if signup is None:
+        raise LinkRefused("invalid")
+    return signup
+
+
+def _subject(purpose: str, campaign, token: str) -> Subject:
+    payload = _payload(purpose, token, campaign)
+    subject = ledger.subject_by_public_id(db.session(), campaign, str(payload.get("sub")))
+    if subject is None or payload.get("v") != subject.link_version:
+        raise LinkRefused("invalid")
+    return subject
+
+
+@bp.errorhandler(LinkRefused)
+def _refused(exc: LinkRefused):
+    # 410 Gone for a link that was good once, 404 for one that never was ours.
+    status = 410 if exc.reason == "expired" else 404
+    return render_template("links/refused.html", reason=exc.reason,
+                           campaign=getattr(g, "link_campaign", None)), status
+
+
+def _locale() -> str:
+    return str(get_locale())
+
+
+def _items(signup: Signup) -> list[dict]:
+    items = []
+    for item, ticked in signup.choices.items():
+        purpose, _, network = item.partition(":")
+        items.append({"purpose": purpose, "network": network, "ticked": ticked,
+                      "label": _label(purpose, network)})
+    return items
+
+
+def _label(purpose: str, network: str) -> str:
+    if purpose == NEWSLETTER:
+        return gettext("The newsletter by email")
+    return gettext("Matching with my %(network)s profile", network=notices.network_label(network))
+
+
+@bp.route("/w/<slug>/confirm/<token>", methods=["GET", "POST"])
+def confirm(slug: str, token: str):
+    """GET: show what will be confirmed. POST: confirm it (double opt-in) and show the receipt."""
+    campaign = g.link_campaign = _campaign(slug)
+    signup = _signup(campaign, token)
+    if request.method == "GET":
+        state = "confirmed" if signup.confirmed_at else "pending"
+        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+                               state=state, token=token)
+    try:
+        with db.transaction() as session:
+            receipt = ledger.confirm(session, campaign, signup)
+    except ledger.AlreadyConfirmed:
+        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+                               state="confirmed", token=token)
+    except ledger.SignupSuperseded:
+        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+                               state="superseded", token=token), 409
+    return render_template("links/confirmed.html", campaign=campaign, items=_items(signup),
+                           receipt=receipts.decode(receipt) if receipt else None,
+                           email=signup.subject.email,
+                           manage_url=urls.manage_url(campaign, signup.subject))
+
+
+def _manage_context(campaign, subject: Subject) -> dict:
+    session = db.session()
+    now = utcnow()
+    states = [{"purpose": s.purpose, "network": s.network, "label": _label(s.purpose, s.network),
+               "status": ledger.effective_status(s, now), "given_at": s.given_at,
+               "expires_at": s.expires_at}
+              for s in ledger.states_of(session, campaign, subject)]
+    rows = session.query(Receipt).filter_by(campaign_id=campaign.id, subject_id=subject.id) \
+        .order_by(Receipt.issued_at.desc()).all()
+    return {"campaign": campaign, "subject": subject, "states": states,
+            "receipts": [receipts.decode(r) for r in rows],
+            "any_given": any(s["status"] == "given" for s in states)}
+
+
+def parse_withdrawal(value: str, campaign) -> tuple[str | None, str | None]:
+    """Turn the manage form's ``withdraw`` value into (purpose, network); None means any."""
+    if value == "all":
+        return None, None
+    if value == NEWSLETTER:
+        return NEWSLETTER, ""
+    if value == SOCIAL_MATCHING:
+        return SOCIAL_MATCHING, None
+    purpose, _, network = value.partition(":")
+    if purpose == SOCIAL_MATCHING and network in campaign.networks:
+        return SOCIAL_MATCHING, network
+    abort(400)
+
+
+@bp.route("/w/<slug>/manage/<token>", methods=["GET", "POST"])
+def manage(slug: str, token: str):
+    """GET: the subject's consents and receipts. POST: withdraw one network, a purpose, or all."""
+    campaign = g.link_campaign = _campaign(slug)
+    subject = _subject(tokens.MANAGE, campaign, token)
+    done = None
+    if request.method == "POST":
+        value = request.form.get("withdraw", "")
+        if len(value) > 64:
+            abort(400)
+        purpose, network = parse_withdrawal(value, campaign)
+        with db.transaction() as session:
+            receipt = ledger.withdraw(session, campaign, subject, purpose, network,
+                                      method="manage_page", locale=_locale())
+        done = "withdrawn" if receipt else "nothing"
+    return render_template("links/manage.html", token=token, done=done,
+                           **_manage_context(campaign, subject))
+
+
+@bp.route("/w/<slug>/unsubscribe/<token>", methods=["GET", "POST"])
+def unsubscribe(slug: str, token: str):
+    """RFC 8058 one-click unsubscribe from the newsletter: GET shows a button, POST withdraws.
+
+    The POST needs no cookie and no form token: mail providers send ``List-Unsubscribe=One-Click``
+    on the person's behalf, and the signed URL is the credential.
+    """
+    campaign = g.link_campaign = _campaign(slug)
+    subject = _subject(tokens.UNSUBSCRIBE, campaign, token)
+    if request.method == "GET":
+        return render_template("links/unsubscribe.html", campaign=campaign, token=token,
+                               done=False)
+    with db.transaction() as session:
+        ledger.withdraw(session, campaign, subject, NEWSLETTER, "",
+                        method="one_click_unsubscribe", locale=_locale(), notify=False)
+    return render_template("links/unsubscribe.html", campaign=campaign, token=token, done=True)

@@ -71,3 +71,12 @@ def current_notice(session: Session, campaign: Campaign, purpose: str, network: 
 def offered_items(campaign: Campaign) -> list[tuple[str, str]]:
     """Every (purpose, network) a campaign's widget asks about, newsletter first."""
     return [(NEWSLETTER, "")] + [(SOCIAL_MATCHING, network) for network in campaign.networks]
+
+
+def shown(session: Session, campaign: Campaign, notice_ids) -> list[Notice]:
+    """The campaign's notices among ``notice_ids`` (ids from a signed form token)."""
+    ids = [i for i in notice_ids if isinstance(i, int)][:64]
+    if not ids:
+        return []
+    return list(session.scalars(select(Notice).where(Notice.campaign_id == campaign.id,
+                                                     Notice.id.in_(ids))))

@@ -1,5 +1,199 @@
-"""Placeholder while being written."""
+"""OAuth 2.0 for platforms: Authlib's authorization server with the client credentials grant
+(RFC 6749 §4.4) at ``/oauth/token``, and the resource protector of the API.
+
+A client belongs to one campaign and so does every token issued to it; the API reads the
+campaign from the token, never from the request. Client secrets and access tokens are stored as
+SHA-256 digests: both are 256-bit random strings, so a fast hash is as safe as a slow one and
+keeps token checks cheap, and a copy of the database yields no usable credential.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector, current_token
+from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from flask import Blueprint, abort, current_app, jsonify
+from sqlalchemy import select
+
+from . import db
+from .errors import api_error_response
+from .models import Campaign, OAuthClient, OAuthToken, utcnow
+
+#: Scopes a platform client may hold; all are granted by default.
+SCOPES = ("consents:check", "events:read", "receipts:read")
+
+bp = Blueprint("oauth", __name__)
 
 
-def init_app(app):
-    pass
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+class PlatformClient(ClientMixin):
+    """Authlib's view of a stored :class:`OAuthClient`."""
+
+    def __init__(self, row: OAuthClient):
+        self.row = row
+
+    def get_client_id(self):
+        return self.row.client_id
+
+    def get_default_redirect_uri(self):
+        return None
+
+    def get_allowed_scope(self, scope):
+        allowed = self.row.scopes.split()
+        if not scope:
+            return " ".join(allowed)
+        return " ".join(s for s in scope.split() if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri):
+        return False
+
+    def check_client_secret(self, client_secret):
+        return hmac.compare_digest(self.row.secret_hash, _sha256(client_secret or ""))
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return endpoint == "token" and method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type):
+        return False
+
+    def check_grant_type(self, grant_type):
+        return grant_type == "client_credentials"
+
+
+class PlatformToken(TokenMixin):
+    """Authlib's view of a stored :class:`OAuthToken`."""
+
+    def __init__(self, row: OAuthToken):
+        self.row = row
+
+    @property
+    def campaign_id(self) -> int:
+        """The one campaign this token may see."""
+        return self.row.campaign_id
+
+    @property
+    def client_id(self) -> str:
+        """The public id of the client the token was issued to."""
+        return self.row.client.client_id
+
+    def check_client(self, client):
+        return client.get_client_id() == self.client_id
+
+    def get_scope(self):
+        return self.row.scope
+
+    def get_expires_in(self):
+        return int((self.row.expires_at - self.row.issued_at).total_seconds())
+
+    def is_expired(self):
+        return self.row.expires_at <= utcnow()
+
+    def is_revoked(self):
+        return self.row.revoked_at is not None or self.row.client.revoked_at is not None
+
+    def get_user(self):
+        return None
+
+    def get_client(self):
+        return PlatformClient(self.row.client)
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """The client credentials grant, with HTTP Basic and form-post client authentication."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class CampaignTokenValidator(BearerTokenValidator):
+    """Finds a bearer token by its digest."""
+
+    def authenticate_token(self, token_string):
+        if not token_string or len(token_string) > 200:
+            return None
+        row = db.session().scalars(
+            select(OAuthToken).where(OAuthToken.token_sha256 == _sha256(token_string))).first()
+        return PlatformToken(row) if row is not None else None
+
+
+class CampaignResourceProtector(ResourceProtector):
+    """Answers token errors in the API's error shape, keeping ``WWW-Authenticate``."""
+
+    def raise_error_response(self, error):
+        response = api_error_response(error.status_code, error.error,
+                                      error.description or "A valid bearer token is required.")
+        for name, value in error.get_headers():
+            if name.lower() == "www-authenticate":
+                response.headers[name] = value
+        abort(response)
+
+
+def _query_client(client_id):
+    if not client_id or len(client_id) > 64:
+        return None
+    row = db.session().scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    return PlatformClient(row)
+
+
+def _save_token(token, request):
+    client = request.client.row
+    now = utcnow()
+    with db.transaction() as session:
+        session.add(OAuthToken(
+            token_sha256=_sha256(token["access_token"]), client_pk=client.id,
+            campaign_id=client.campaign_id, scope=token.get("scope", ""), issued_at=now,
+            expires_at=now + timedelta(seconds=token["expires_in"])))
+
+
+require_oauth = CampaignResourceProtector()
+require_oauth.register_token_validator(CampaignTokenValidator())
+
+
+def create_client(session, campaign: Campaign, *, name: str = "") -> tuple[OAuthClient, str]:
+    """Create an API client for ``campaign``; return it and its secret, which is not stored."""
+    secret = secrets.token_urlsafe(32)
+    client = OAuthClient(client_id="cw_" + secrets.token_urlsafe(16), secret_hash=_sha256(secret),
+                         campaign_id=campaign.id, name=name, scopes=" ".join(SCOPES))
+    session.add(client)
+    session.flush()
+    return client, secret
+
+
+def token_campaign_id() -> int:
+    """The campaign of the bearer token of the current request."""
+    return current_token.campaign_id
+
+
+@bp.post("/oauth/token")
+def issue_token():
+    """The token endpoint (RFC 6749 §4.4); errors keep the RFC 6749 shape."""
+    return current_app.extensions["consent_oauth"].create_token_response()
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata():
+    """Authorization server metadata (RFC 8414), so clients can discover the token endpoint."""
+    base = current_app.config["BASE_URL"].rstrip("/")
+    return jsonify(issuer=base, token_endpoint=base + "/oauth/token",
+                   grant_types_supported=["client_credentials"],
+                   token_endpoint_auth_methods_supported=["client_secret_basic",
+                                                          "client_secret_post"],
+                   scopes_supported=list(SCOPES), jwks_uri=base + "/.well-known/jwks.json")
+
+
+def init_app(app) -> None:
+    """Give ``app`` its own authorization server (it reads the app's token lifetime)."""
+    app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN",
+                          {"client_credentials": app.config["ACCESS_TOKEN_TTL"]})
+    server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
+    server.register_grant(ClientCredentialsGrant)
+    app.extensions["consent_oauth"] = server
+    app.register_blueprint(bp)

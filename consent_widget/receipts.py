@@ -1,4 +1,444 @@
-"""Placeholder while being written."""
-from flask import Blueprint
+"""Consent receipts and check decisions: signed snapshots, the key ring that signs them, the JWKS.
+
+A receipt is a Kantara Consent Receipt v1.1 whose ``ext`` adds what ISO/IEC TS 27560 asks of a
+consent record; a decision asserts one answer of the check API for a few minutes. Both are JWS
+compact tokens signed with Ed25519 keys; retired keys stay published so every receipt keeps
+verifying. Verification trusts our stored keys only, pins the algorithm, and applies distinct
+rules per kind of token (RFC 8725).
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+import warnings
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify
+from flask_babel import format_datetime
+from joserfc import jws
+from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jwk import OKPKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import db, notices
+from .models import (EVENT_TYPES, GIVEN, NEWSLETTER, REQUESTED, SOCIAL_MATCHING, Campaign,
+                     ConsentEvent, ConsentState, Notice, Receipt, SigningKey, Subject, utcnow)
+
+RECEIPT_TYP = "consent-receipt+jwt"
+DECISION_TYP = "consent-decision+jwt"
+KANTARA_VERSION = "KI-CR-v1.1.0"
+#: "EdDSA", not RFC 9864's "Ed25519": most verifiers, PyJWT included, do not accept the new name.
+ALGORITHM = "EdDSA"
+#: Our tokens are a few kilobytes; anything far larger is refused before it is parsed.
+MAX_TOKEN_LENGTH = 64 * 1024
+#: The contract's maximum lifetime of a decision, enforced again when one is verified.
+MAX_DECISION_TTL = 300
+#: When /.well-known/gpc.json last changed (the GPC specification's ``lastUpdate``).
+GPC_LAST_UPDATE = "2026-11-29"
+#: Short, so that a rotated key reaches verifiers within minutes.
+WELL_KNOWN_CACHE_CONTROL = "public, max-age=300"
+
+_HEADER_PARAMETERS = {"alg", "kid", "typ"}
+#: Our kids are RFC 7638 thumbprints; anything else is refused before it reaches the database.
+_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_REGISTERED_CLAIMS = ("iss", "sub", "aud")
+#: W3C DPV status names: ConsentRequested, ConsentGiven, ConsentRefused, ConsentWithdrawn, ...
+_DPV_STATUS = {status: "Consent" + status.capitalize() for status in EVENT_TYPES}
+_COLLECTION_METHODS = {
+    "email_confirmation": "web form with email confirmation (double opt-in)",
+    "manage_page": "withdrawal on the manage page linked from every email",
+    "one_click_unsubscribe": "one-click unsubscribe from a newsletter email (RFC 8058)",
+}
+# Kantara v1.1 purpose categories. Matching enriches the campaign's own view of its supporters;
+# it is deliberately not "Marketing", which would read as consent to ad targeting.
+_PURPOSE_CATEGORIES = {NEWSLETTER: ["4 - Contact Requested"],
+                       SOCIAL_MATCHING: ["5 - Personalized Experience"]}
+_PII_CATEGORIES = {NEWSLETTER: ["email address"],
+                   SOCIAL_MATCHING: ["email address", "public social profile", "location",
+                                     "biography"]}
 
 bp = Blueprint("receipts", __name__)
+
+
+class InvalidSignature(Exception):
+    """The token is not a genuine, valid token of the expected kind; the message says why."""
+
+
+# --- key ring --------------------------------------------------------------------------------
+def active_key(session: Session, now: datetime | None = None) -> SigningKey:
+    """The current signing key (the newest unretired one), created on first use.
+
+    A key created here is only flushed: the caller's transaction must commit, or the tokens it
+    signed will not verify.
+    """
+    key = session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))
+                          .order_by(SigningKey.created_at.desc()).limit(1)).first()
+    return key if key is not None else _new_key(session, now or utcnow())
+
+
+def rotate_key(session: Session, now: datetime | None = None) -> SigningKey:
+    """Make a new key current and retire the others, which stay published."""
+    now = now or utcnow()
+    for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        key.retired_at = now
+    return _new_key(session, now)
+
+
+def _new_key(session: Session, now: datetime) -> SigningKey:
+    pair = OKPKey.generate_key("Ed25519")
+    # The RFC 7638 thumbprint names exactly this public key, so a kid can never be reused.
+    kid = pair.thumbprint()
+    public = dict(pair.as_dict(private=False), kid=kid, use="sig", alg=ALGORITHM)
+    key = SigningKey(kid=kid, private_pem=pair.as_pem(private=True).decode("ascii"),
+                     public_jwk=public, created_at=now)
+    session.add(key)
+    session.flush()
+    return key
+
+
+def jwks(session: Session) -> dict:
+    """The JSON Web Key Set of every public key, current first, retired ones included."""
+    rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()))
+    return {"keys": [dict(row.public_jwk) for row in rows]}
+
+
+# --- signing and verifying -------------------------------------------------------------------
+@contextmanager
+def _eddsa_allowed():
+    """Silence joserfc's warning that RFC 9864 deprecates the ``EdDSA`` algorithm name.
+
+    We keep ``EdDSA`` on purpose (see ALGORITHM). Only that one message is ignored, so if another
+    thread races the process-wide filter list (catch_warnings is not thread-safe), the worst
+    outcome is that this same warning shows, or stays hidden.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
+        yield
+
+
+def _canonical_json(claims: dict) -> bytes:
+    return json.dumps(claims, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _sign_with(key: SigningKey, claims: dict, typ: str) -> str:
+    header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
+    with _eddsa_allowed():
+        return jws.serialize_compact(header, _canonical_json(claims),
+                                     OKPKey.import_key(key.private_pem), algorithms=[ALGORITHM])
+
+
+def sign(session: Session, claims: dict, typ: str) -> str:
+    """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``."""
+    return _sign_with(active_key(session), claims, typ)
+
+
+def sign_decision(session: Session, claims: dict, now: datetime | None = None) -> str:
+    """Sign a check answer as a decision valid for DECISION_TTL seconds; adds iat, exp and jti.
+
+    A registered claim given as None (``sub`` for an unknown email) is left out: RFC 7519 makes
+    it a string, and verifiers such as PyJWT reject the whole token over a null one.
+    """
+    issued = int((now or utcnow()).timestamp())
+    body = {name: value for name, value in claims.items()
+            if not (name in _REGISTERED_CLAIMS and value is None)}
+    body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"],
+                jti=str(uuid.uuid4()))
+    return sign(session, body, DECISION_TYP)
+
+
+def verify(session: Session, token: str, typ: str, *, now: datetime | None = None) -> dict:
+    """The claims of ``token`` if it is a genuine, valid ``typ`` token signed by one of our keys.
+
+    Raises InvalidSignature for anything else, malformed input included. ``now`` defaults to
+    the current time and decides whether a decision has expired.
+    """
+    if typ not in _CLAIM_RULES:
+        raise ValueError(f"unknown kind of token {typ!r}")
+    signed = _parse(token)
+    public_key = _our_key(session, signed.headers(), typ)
+    try:
+        with _eddsa_allowed():
+            genuine = jws.validate_compact(signed, public_key, algorithms=[ALGORITHM])
+    except (JoseError, ValueError):
+        genuine = False
+    if not genuine:
+        raise InvalidSignature("the signature does not match the token")
+    claims = _payload_object(signed.payload)
+    _CLAIM_RULES[typ](claims, now or utcnow())
+    return claims
+
+
+def _parse(token) -> jws.CompactSignature:
+    if not isinstance(token, str) or not token:
+        raise InvalidSignature("a token must be a non-empty string")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidSignature(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+    try:
+        return jws.extract_compact(token.encode("ascii"))
+    except (JoseError, ValueError):
+        raise InvalidSignature("the token is not a JWS in compact serialization") from None
+
+
+def _our_key(session: Session, header, typ: str) -> OKPKey:
+    """The public key the header names, after checking that the header is exactly ours."""
+    if not isinstance(header, dict):
+        raise InvalidSignature("the token's header is not a JSON object")
+    if header.get("alg") != ALGORITHM:
+        raise InvalidSignature(f"algorithm {header.get('alg')!r} is not accepted, only EdDSA")
+    if header.get("typ") != typ:
+        raise InvalidSignature(f"expected a {typ} token, got typ {header.get('typ')!r}")
+    # Our tokens carry no other parameter; refusing them all means jku, x5u, jwk, crit or b64
+    # can never make us fetch a key, trust an embedded one, or change what is signed.
+    unexpected = sorted(set(header) - _HEADER_PARAMETERS)
+    if unexpected:
+        raise InvalidSignature(f"unexpected header parameters: {', '.join(unexpected)}")
+    kid = header.get("kid")
+    row = session.get(SigningKey, kid) if isinstance(kid, str) and _KID.fullmatch(kid) else None
+    if row is None:
+        raise InvalidSignature("the token's key id is not one of our keys")
+    return OKPKey.import_key(row.public_jwk)
+
+
+def _payload_object(payload: bytes) -> dict:
+    try:
+        claims = json.loads(payload)
+    except ValueError:
+        raise InvalidSignature("the payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise InvalidSignature("the payload is not a JSON object")
+    return claims
+
+
+def _check_receipt(claims: dict, now: datetime) -> None:
+    """A receipt never expires: it proves what was true when it was issued."""
+    receipt_id = claims.get("consentReceiptID")
+    if claims.get("version") != KANTARA_VERSION or not isinstance(receipt_id, str) \
+            or claims.get("jti") != receipt_id:
+        raise InvalidSignature("the payload is not a consent receipt")
+
+
+def _check_decision(claims: dict, now: datetime) -> None:
+    """A decision is only good for a few minutes after the check it answers."""
+    issued, expires = claims.get("iat"), claims.get("exp")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (issued, expires)):
+        raise InvalidSignature("a decision must carry integer iat and exp")
+    if expires - issued > MAX_DECISION_TTL:
+        raise InvalidSignature(f"a decision may not last more than {MAX_DECISION_TTL} seconds")
+    if now.timestamp() >= expires:
+        raise InvalidSignature("the decision has expired")
+
+
+_CLAIM_RULES = {RECEIPT_TYP: _check_receipt, DECISION_TYP: _check_decision}
+
+
+# --- receipts --------------------------------------------------------------------------------
+def issue(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
+          origin: str, method: str) -> Receipt:
+    """Sign and store a receipt of the subject's current consents, superseding their last one.
+
+    Called by the ledger inside its transaction, which holds the campaign's ledger lock: this
+    only flushes. Every state row of the subject then names the new receipt.
+    """
+    from . import ledger  # here, not at the top: the ledger imports this module
+
+    states = ledger.states_of(session, campaign, subject)
+    items = [(state, ledger.effective_status(state, now),
+              session.get(Notice, state.notice_id) if state.notice_id else None)
+             for state in states]
+    receipt_id = str(uuid.uuid4())
+    previous = _newest_receipt_id(session, campaign, subject)
+    key = active_key(session, now)
+    claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
+                             supersedes=previous, now=now, locale=locale, origin=origin,
+                             method=method)
+    receipt = Receipt(id=receipt_id, campaign_id=campaign.id, subject_id=subject.id,
+                      supersedes=previous, kid=key.kid,
+                      jws=_sign_with(key, claims, RECEIPT_TYP), issued_at=now)
+    session.add(receipt)
+    for state in states:
+        state.receipt_id = receipt_id
+    session.flush()
+    return receipt
+
+
+def decode(receipt: Receipt) -> dict:
+    """The claims of one of our stored receipts, for display (we signed it: no check needed)."""
+    return json.loads(jws.extract_compact(receipt.jws.encode("ascii")).payload)
+
+
+def _newest_receipt_id(session: Session, campaign: Campaign, subject: Subject) -> str | None:
+    # The head of the subject's chain is the receipt no other supersedes; unlike the newest
+    # issued_at, it stays unambiguous when two receipts share a timestamp.
+    superseded = select(Receipt.supersedes).where(Receipt.subject_id == subject.id,
+                                                  Receipt.supersedes.is_not(None))
+    return session.scalars(select(Receipt.id).where(
+        Receipt.campaign_id == campaign.id, Receipt.subject_id == subject.id,
+        Receipt.id.not_in(superseded))).first()
+
+
+def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, items: list[tuple],
+                    *, receipt_id: str, supersedes: str | None, now: datetime, locale: str,
+                    origin: str, method: str) -> dict:
+    """The Kantara v1.1 payload, with the ISO/IEC TS 27560 additions in ``ext``.
+
+    ``items`` holds (state, effective status, notice) for every item the subject was asked about.
+    """
+    given = [(state, notice) for state, status, notice in items if status == GIVEN]
+    issued = int(now.timestamp())
+    return {
+        "version": KANTARA_VERSION,
+        "jurisdiction": campaign.jurisdiction,
+        "consentTimestamp": issued,
+        "collectionMethod": _COLLECTION_METHODS.get(method, method.replace("_", " ")),
+        "consentReceiptID": receipt_id,
+        "piiPrincipalId": subject.public_id,
+        "piiControllers": [_controller(campaign)],
+        "policyUrl": campaign.policy_url,
+        "services": [_service(campaign, state, notice) for state, notice in given],
+        # Supporting a campaign reveals a political opinion (GDPR Art. 9), whatever was chosen.
+        "sensitive": True,
+        "spiCat": ["political opinions"],
+        "language": locale,
+        "iss": current_app.config["BASE_URL"],
+        "sub": subject.public_id,
+        "iat": issued,
+        "jti": receipt_id,
+        "ext": {
+            "campaign": campaign.slug,
+            "language": locale,
+            "origin": origin,
+            "notices": [_notice_record(state, notice) for state, _, notice in items if notice],
+            "states": [_state_record(state, status, notice) for state, status, notice in items],
+            "events": sorted((record for state, _, _ in items
+                              for record in _event_records(session, campaign, state)),
+                             key=lambda record: record["time"]),
+            **_policy_texts(campaign, [state for state, _ in given]),
+            "supersedes": supersedes,
+        },
+    }
+
+
+def _controller(campaign: Campaign) -> dict:
+    return {"piiController": campaign.controller, "contact": campaign.contact_email,
+            "address": {"streetAddress": campaign.controller_address,
+                        "addressCountry": campaign.jurisdiction},
+            "email": campaign.contact_email, "phone": "", "piiControllerUrl": campaign.policy_url}
+
+
+def _service(campaign: Campaign, state: ConsentState, notice: Notice) -> dict:
+    matching = state.purpose == SOCIAL_MATCHING
+    purpose = {
+        # The exact text the person agreed to: the ledger records the notice of every ``given``.
+        "purpose": notice.text,
+        "purposeCategory": _PURPOSE_CATEGORIES[state.purpose],
+        "consentType": "EXPLICIT",
+        "piiCategory": _PII_CATEGORIES[state.purpose],
+        "primaryPurpose": not matching,
+        "termination": "withdrawal at any time via the manage link in every email, or when "
+                       f"consent expires after {campaign.validity_days} days",
+        # Matching discloses the email address to the network, which looks the profile up.
+        "thirdPartyDisclosure": matching,
+    }
+    if matching:
+        purpose["thirdPartyName"] = notices.network_label(state.network)
+    service = f"{state.purpose}:{state.network}" if state.network else state.purpose
+    return {"service": service, "purposes": [purpose]}
+
+
+def _notice_record(state: ConsentState, notice: Notice) -> dict:
+    return {"purpose": state.purpose, "network": state.network, "version": notice.version,
+            "sha256": notice.text_sha256, "locale": notice.locale}
+
+
+def _state_record(state: ConsentState, status: str, notice: Notice | None) -> dict:
+    return {"purpose": state.purpose, "network": state.network, "status": status,
+            "dpvStatus": _DPV_STATUS[status], "since": _iso(state.updated_at),
+            "expiresAt": _iso(state.expires_at) if status == GIVEN else None,
+            "noticeVersion": notice.version if notice else None}
+
+
+def _event_records(session: Session, campaign: Campaign, state: ConsentState) -> list[dict]:
+    """The event behind a state, preceded for a confirmation by the request it confirmed.
+
+    Only these, not the whole history: anyone can submit anyone's address to the widget, and
+    repeated requests must not be able to grow a receipt without bound.
+    """
+    event = session.get(ConsentEvent, state.event_id)
+    events = [event]
+    if event.type == GIVEN and event.signup_id is not None:
+        request = session.scalars(select(ConsentEvent).where(
+            ConsentEvent.campaign_id == campaign.id, ConsentEvent.signup_id == event.signup_id,
+            ConsentEvent.purpose == event.purpose, ConsentEvent.network == event.network,
+            ConsentEvent.type == REQUESTED)).first()
+        if request is not None:
+            events.insert(0, request)
+    records = []
+    for each in events:
+        record = {"purpose": each.purpose, "network": each.network, "type": each.type,
+                  "state": _DPV_STATUS[each.type], "time": _iso(each.occurred_at),
+                  "actor": each.actor, "method": each.method}
+        if each.type == GIVEN:
+            record.update(validity=f"P{campaign.validity_days}D",
+                          expiresAt=_iso(state.expires_at))
+        records.append(record)
+    return records
+
+
+def _policy_texts(campaign: Campaign, given: list[ConsentState]) -> dict:
+    """ISO/IEC TS 27560's withdrawal method, retention and recipients, as plain statements."""
+    networks = [notices.network_label(s.network) for s in given if s.purpose == SOCIAL_MATCHING]
+    recipients = (f"{campaign.controller} (controller) and the supporter-management platform "
+                  "it uses, which receives the status of each consent")
+    if networks:
+        recipients += (f"; for social matching, {', '.join(networks)}: each network named "
+                       "receives the email address to find the profile")
+    return {
+        "withdrawalMethod": "One click on the manage link at the foot of every email from the "
+                            "campaign, or on the unsubscribe link of a newsletter; or write to "
+                            f"{campaign.contact_email}. A withdrawal takes effect at once.",
+        "retention": f"Each consent lasts {campaign.validity_days} days unless withdrawn "
+                     "earlier. Data copied by social matching is deleted when that consent "
+                     "ends. This record is kept as proof of consent (GDPR Art. 7(1)).",
+        "recipients": recipients + ".",
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC to the second, as ISO/IEC TS 27560 records times."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+# --- web -------------------------------------------------------------------------------------
+def _public_document(body: dict):
+    response = jsonify(body)
+    response.headers["Cache-Control"] = WELL_KNOWN_CACHE_CONTROL
+    # Public by design: browser-based verifiers and privacy extensions read them cross-origin.
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks_document():
+    """The public keys that verify receipts and decisions (RFC 7517)."""
+    return _public_document(jwks(db.session()))
+
+
+@bp.get("/.well-known/gpc.json")
+def gpc_document():
+    """Global Privacy Control support: the service honours ``Sec-GPC: 1``."""
+    return _public_document({"gpc": True, "lastUpdate": GPC_LAST_UPDATE})
+
+
+@bp.app_template_filter("receipt_time")
+def receipt_time(value: int | str) -> str:
+    """A receipt's time (epoch seconds or ISO 8601) written for the reader's language."""
+    moment = (datetime.fromtimestamp(value, timezone.utc) if isinstance(value, int)
+              else datetime.fromisoformat(value))
+    return format_datetime(moment, "long")
+
+
+bp.app_template_filter("network_label")(notices.network_label)

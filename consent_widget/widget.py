@@ -1,4 +1,231 @@
-"""Placeholder while being written."""
-from flask import Blueprint
+"""The widget: the signup form page, its submission, and the widget's own CSS and JavaScript.
+
+The page is a plain HTML form that works without JavaScript; its script submits it with
+``fetch`` so that it also works inside ``<iframe sandbox="allow-scripts">``, where forms cannot be
+submitted and the page's origin is ``null``. It sets no cookie and keeps no server session: the
+CSRF token is signed (see :mod:`consent_widget.forms`).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from urllib.parse import urlencode, urlsplit
+
+from flask import (Blueprint, current_app, g, jsonify, render_template, request,
+                   send_from_directory, url_for)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+
+from . import campaigns, db, i18n, ledger, notices, urls
+from .emails import lookup_key
+from .forms import SignupForm, allowed_origin
+from .models import NEWSLETTER
 
 bp = Blueprint("widget", __name__)
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+#: A signup is a few hundred bytes; anything this big is not a person filling in the form.
+MAX_BODY_BYTES = 16 * 1024
+#: Versioned asset URLs change with the file's content, so browsers may keep them for a year.
+ASSET_MAX_AGE = 365 * 24 * 3600
+UNVERSIONED_ASSET_MAX_AGE = 3600
+#: Everything but frame-ancestors, which depends on the campaign.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+# --- the form page and its submission ----------------------------------------------------------
+
+@bp.get("/w/<slug>", provide_automatic_options=False)
+def page(slug):
+    """The signup form of a campaign, in the language of ``?lang=``, the browser or the campaign."""
+    campaign = _campaign_or_404(slug)
+    with db.transaction() as session:
+        offered = _offered(session, campaign, _locale())
+    form = SignupForm(campaign=campaign, shown_notices=[notice.id for *_item, notice in offered],
+                      data={"lang": _locale(),
+                            "origin": allowed_origin(campaign, request.args.get("origin"))})
+    return _form_page(campaign, form, 200, offered=offered)
+
+
+@bp.post("/w/<slug>", provide_automatic_options=False)
+def submit(slug):
+    """Record a signup (requests and refusals, pending the emailed confirmation) and say so."""
+    campaign = _campaign_or_404(slug)
+    request.max_content_length = MAX_BODY_BYTES
+    try:
+        formdata = request.form
+    except RequestEntityTooLarge:
+        return _too_large()
+    if formdata.get("lang") in i18n.LOCALES:
+        g.locale = formdata["lang"]
+    form = SignupForm(formdata, campaign=campaign)
+    if form.trapped:
+        # Bots learn nothing from the answer: it is the one a person gets.
+        return _thanks(campaign)
+    if not form.validate():
+        return _invalid(campaign, form, 400 if form.csrf_failed else 422)
+    locale = _locale()
+    with db.transaction() as session:
+        choices = [ledger.Choice(purpose, network, notice, form.ticked(purpose, network))
+                   for purpose, network, notice in _offered(session, campaign, locale,
+                                                            form.shown_notices)]
+        ledger.record_signup(session, campaign, form.email.data, choices,
+                             key=lookup_key(current_app.config), locale=locale,
+                             origin=form.embedding_origin, gpc=_gpc())
+    return _thanks(campaign)
+
+
+@bp.route("/w/<slug>", methods=["OPTIONS"])
+def preflight(slug):
+    """The CORS preflight of the widget's ``fetch`` submission (headers added below)."""
+    return "", 204
+
+
+@bp.after_request
+def _headers(response):
+    """Security headers on every widget response; CORS on the submission only."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint == "widget.static":
+        return response
+    campaign = g.get("campaign")
+    ancestors = " ".join(["'self'", *(campaign.origins if campaign else [])])
+    response.headers["Content-Security-Policy"] = f"{CSP}; frame-ancestors {ancestors}"
+    response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
+    response.headers["Cache-Control"] = "no-store"
+    if request.endpoint in ("widget.submit", "widget.preflight"):
+        _cors(response)
+    return response
+
+
+def _cors(response) -> None:
+    """Let the widget's own script read the answer, including from a sandboxed (``null``) frame.
+
+    Only our own origin and ``null`` are answered, never with credentials: nothing here uses
+    cookies, and no other site has a reason to read what the submission says.
+    """
+    response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    base = urlsplit(current_app.config["BASE_URL"])
+    if origin not in ("null", f"{base.scheme}://{base.netloc}"):
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "POST"
+        response.headers["Access-Control-Allow-Headers"] = "Accept, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+
+
+def _campaign_or_404(slug: str):
+    """The campaign of the URL, which also decides the frame ancestors and default language."""
+    with db.transaction() as session:
+        campaign = campaigns.by_slug(session, slug)
+    if campaign is None:
+        raise NotFound(_("There is no sign-up form at this address. Please check the link."))
+    g.campaign = campaign
+    # Must be set before anything asks flask_babel for the locale, which is then cached.
+    g.campaign_locale = campaign.locale
+    return campaign
+
+
+def _locale() -> str:
+    return str(get_locale())
+
+
+def _gpc() -> bool:
+    """Whether the browser sends the Global Privacy Control signal (``Sec-GPC: 1``)."""
+    return request.headers.get("Sec-GPC", "").strip() == "1"
+
+
+def _wants_json() -> bool:
+    """The widget's script asks for JSON; a browser submitting the form without it asks for HTML."""
+    accept = request.accept_mimetypes
+    return accept.accept_json and not accept.accept_html
+
+
+def _offered(session, campaign, locale: str, shown_ids=()):
+    """Each (purpose, network, notice) the widget asks about, with the notice in ``locale``.
+
+    A notice named in ``shown_ids`` (the ids the submitted form's token carries) is used when it
+    matches the box, so the ledger records the text that was on the person's screen.
+    """
+    shown = {(n.purpose, n.network): n for n in notices.shown(session, campaign, shown_ids)}
+    return [(purpose, network, shown.get((purpose, network))
+             or notices.current_notice(session, campaign, purpose, network, locale))
+            for purpose, network in notices.offered_items(campaign)]
+
+
+def _form_page(campaign, form: SignupForm, status: int, summary=(), offered=None):
+    if offered is None:
+        with db.transaction() as session:
+            offered = _offered(session, campaign, _locale(), form.shown_notices)
+    newsletter_notice = next(notice for purpose, _n, notice in offered if purpose == NEWSLETTER)
+    network_notices = {network: notice for purpose, network, notice in offered
+                       if purpose != NEWSLETTER}
+    oembed_url = urls.external("/oembed?" + urlencode({"url": urls.widget_url(campaign),
+                                                       "format": "json"}))
+    return render_template("widget/form.html", campaign=campaign, form=form,
+                           newsletter_notice=newsletter_notice, network_notices=network_notices,
+                           gpc=_gpc(), oembed_url=oembed_url, summary=summary,
+                           action=url_for("widget.submit", slug=campaign.slug)), status
+
+
+def _invalid(campaign, form: SignupForm, status: int):
+    """The form again with its errors (HTML), or the errors by field name (JSON)."""
+    errors = {name: [str(message) for message in messages]
+              for name, messages in form.errors.items()}
+    if _wants_json():
+        return jsonify(ok=False, errors=errors), status
+    anchors = {"email": "email", "newsletter": "newsletter",
+               "social_matching": "social_matching-0"}
+    summary = [(anchors.get(name), message)
+               for name, messages in errors.items() for message in messages]
+    return _form_page(campaign, form, status, summary)
+
+
+def _thanks(campaign):
+    message = _("We have sent you an email with a confirmation link. Nothing is recorded as "
+                "consent until you click it.")
+    if _wants_json():
+        return jsonify(ok=True, message=message), 202
+    return render_template("widget/thanks.html", campaign=campaign, message=message), 200
+
+
+def _too_large():
+    message = _("This form sent more data than a sign-up needs, so it was not read.")
+    if _wants_json():
+        return jsonify(ok=False, errors={"form": [message]}), 413
+    return render_template("error.html", status=413, title=_("Too much data"),
+                           message=message), 413
+
+
+# --- the widget's CSS and JavaScript ---------------------------------------------------------
+
+# "_static" cannot be a campaign slug (slugs have no underscore), so it never hides a campaign.
+@bp.get("/w/_static/<path:filename>")
+def static(filename):
+    """The widget's CSS and JavaScript; cached for a year when the URL carries its version."""
+    max_age = ASSET_MAX_AGE if request.args.get("v") else UNVERSIONED_ASSET_MAX_AGE
+    return send_from_directory(STATIC_DIR, filename, max_age=max_age)
+
+
+@lru_cache(maxsize=32)
+def _digest(path: str, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:12]
+
+
+@bp.app_template_global()
+def asset_url(filename: str) -> str:
+    """The URL of a widget asset, versioned by its content so caches never serve a stale one."""
+    path = os.path.join(STATIC_DIR, filename)
+    return url_for("widget.static", filename=filename,
+                   v=_digest(path, os.stat(path).st_mtime_ns))
+
+
+@bp.app_template_global()
+def page_locale() -> str:
+    """The language of the page being rendered, for ``<html lang>``."""
+    return _locale()

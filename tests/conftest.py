@@ -70,3 +70,112 @@ def campaign(app):
                 origins=["https://marie2027.test"], locale="fr",
                 networks=["facebook", "linkedin"])
         return created
+
+
+# --- SMTP server (mail and outbox tests) ------------------------------------------------------
+
+class SMTPTestServer:
+    """A real SMTP server (aiosmtpd) on loopback that records what it receives.
+
+    ``stop()`` then ``start()`` brings it down and up again on the same port, as an outage of
+    the relay would. ``options`` go to aiosmtpd's ``Controller`` (``tls_context``,
+    ``ssl_context``, ``require_starttls``, ...); ``users`` (login → password) turns AUTH on and
+    requires it. Addresses in ``refused`` get a permanent ``550`` at RCPT. ``messages`` holds
+    the parsed emails in order of arrival, ``envelopes`` their SMTP envelopes at the same index.
+    """
+
+    def __init__(self, users: dict[str, str] | None = None, **options):
+        import socket
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.host = "127.0.0.1"
+        self.users = users
+        self.options = options
+        self.messages = []  # email.message.EmailMessage
+        self.envelopes = []  # SMTPTestServer.Envelope
+        self.logins = []  # (login, accepted)
+        self.refused = set()
+        self._controller = None
+
+    @property
+    def url(self) -> str:
+        """A ``MAIL_URL`` for this server, without credentials or TLS options."""
+        return f"smtp://{self.host}:{self.port}"
+
+    def message_ids(self) -> list[str]:
+        """The ``Message-ID`` of every message received, duplicates included."""
+        return [message["Message-ID"] for message in self.messages]
+
+    def start(self) -> None:
+        """Listen on the port (again)."""
+        from aiosmtpd.controller import Controller
+        options = dict(self.options)
+        if self.users is not None:
+            options.update(authenticator=self._authenticate, auth_required=True,
+                           auth_require_tls=False)
+        self._controller = Controller(_RecordingHandler(self), hostname=self.host,
+                                      port=self.port, **options)
+        self._controller.start()
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until ``start()``."""
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+        login = auth_data.login.decode("utf-8")
+        accepted = self.users.get(login) == auth_data.password.decode("utf-8")
+        self.logins.append((login, accepted))
+        return AuthResult(success=accepted, handled=False)
+
+    class Envelope:
+        """The SMTP envelope of a received message, and its bytes as they arrived."""
+
+        def __init__(self, envelope):
+            self.mail_from = envelope.mail_from
+            self.rcpt_tos = list(envelope.rcpt_tos)
+            self.raw = envelope.original_content
+
+
+class _RecordingHandler:
+    def __init__(self, server: SMTPTestServer):
+        self.server = server
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.server.refused:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        import email.policy
+        self.server.envelopes.append(SMTPTestServer.Envelope(envelope))
+        self.server.messages.append(
+            email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server_factory():
+    """Start SMTP test servers with given options; every one is stopped after the test."""
+    servers = []
+
+    def start(**options) -> SMTPTestServer:
+        server = SMTPTestServer(**options)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_server_factory) -> SMTPTestServer:
+    """A plain SMTP server on loopback, running; see :class:`SMTPTestServer`."""
+    return smtp_server_factory()

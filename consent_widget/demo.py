@@ -1,0 +1,105 @@
+"""The local demo behind ``make run``: a demo campaign and platform client, the app, a host page
+on another origin that embeds the widget, and a page listing the development outbox."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import threading
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
+from werkzeug.serving import make_server
+
+from . import campaigns, db, embed, oauth, outbox, receipts
+
+DEMO_SLUG = "demo"
+dev_bp = Blueprint("dev", __name__)
+
+
+def setup(app) -> dict:
+    """Create the demo campaign, a platform client and a signing key unless they exist."""
+    host_origins = ["http://127.0.0.1:5001", "http://localhost:5001"]
+    credentials_file = os.path.join(app.instance_path, "demo-client.json")
+    with db.transaction() as session:
+        receipts.active_key(session)
+        campaign = campaigns.by_slug(session, DEMO_SLUG)
+        if campaign is None:
+            campaign = campaigns.create_campaign(
+                session, DEMO_SLUG, name="Marie Exemple 2027",
+                controller="Association de financement Marie Exemple 2027",
+                contact_email="dpo@example.org", policy_url="https://example.org/privacy",
+                origins=host_origins, locale="fr", controller_address="1 rue de l'Exemple, Paris")
+        if not os.path.exists(credentials_file):
+            client, secret = oauth.create_client(session, campaign, name="demo CRM")
+            os.makedirs(app.instance_path, exist_ok=True)
+            with open(credentials_file, "w", encoding="utf-8") as fh:
+                json.dump({"client_id": client.client_id, "client_secret": secret}, fh)
+    with open(credentials_file, encoding="utf-8") as fh:
+        credentials = json.load(fh)
+    return {**embed.describe(campaign, app.config["BASE_URL"]), **credentials}
+
+
+def _outbox_dir() -> str:
+    url = current_app.config["MAIL_URL"]
+    if not url.startswith("file://"):
+        abort(404, description="the development outbox exists only with a file:// MAIL_URL")
+    return urlsplit(url).path
+
+
+@dev_bp.get("/dev/outbox")
+def outbox_index():
+    """The emails written to the file outbox, newest first, with their links."""
+    folder = _outbox_dir()
+    names = sorted((n for n in os.listdir(folder) if n.endswith(".eml")) if os.path.isdir(folder)
+                   else [], key=lambda n: os.path.getmtime(os.path.join(folder, n)), reverse=True)
+    messages = []
+    for name in names[:50]:
+        with open(os.path.join(folder, name), "rb") as fh:
+            message = email.message_from_binary_file(fh, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        messages.append({"name": name, "subject": message["Subject"], "to": message["To"],
+                         "date": message["Date"], "text": body.get_content() if body else ""})
+    return render_template("dev/outbox.html", messages=messages)
+
+
+@dev_bp.get("/dev/outbox/<name>")
+def outbox_message(name: str):
+    """One raw message."""
+    return send_from_directory(_outbox_dir(), name, mimetype="text/plain")
+
+
+def _host_app(widget_base: str, slug: str) -> Flask:
+    host = Flask("consent_widget_demo_host", template_folder=current_app.template_folder)
+
+    @host.get("/")
+    def page():
+        return render_template("dev/host.html", base=widget_base, slug=slug)
+
+    return host
+
+
+def serve(app, *, port: int, host_port: int) -> None:
+    """Run the app, the outbox worker and the demo host page until interrupted."""
+    base = app.config["BASE_URL"].rstrip("/")
+    app.register_blueprint(dev_bp)
+    outbox.start_background_worker(app)
+    host_server = make_server("127.0.0.1", host_port, _host_app(base, DEMO_SLUG), threaded=True)
+    threading.Thread(target=host_server.serve_forever, daemon=True).start()
+    print(f"""
+consent_widget is running.
+  widget:             {base}/w/{DEMO_SLUG}
+  embedded elsewhere: http://127.0.0.1:{host_port}/   (a host page on another origin)
+  emails sent:        {base}/dev/outbox               (click the confirmation link there)
+  receipts' keys:     {base}/.well-known/jwks.json
+  platform client:    instance/demo-client.json       (see the README for curl examples)
+Press Ctrl+C to stop.
+""", flush=True)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        host_server.shutdown()

@@ -1,0 +1,148 @@
+"""The ledger: the state follows the events, the chain detects tampering, strangers can't undo."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from consent_widget import db, ledger
+from consent_widget.models import Campaign, ConsentEvent, ConsentState, utcnow
+from helpers import confirm, counts, give, sign_up, status
+
+
+def verify(app, slug="demo"):
+    with app.app_context():
+        session = db.session()
+        campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
+        return ledger.verify_chain(session, campaign)
+
+
+def test_signup_records_requests_and_refusals_and_gives_nothing(app, campaign):
+    sign_up(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    assert status(app, "demo", "ana@example.test", "newsletter") == "requested"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "requested"
+    assert status(app, "demo", "ana@example.test", "social_matching", "linkedin") == "refused"
+
+
+def test_signup_with_nothing_ticked_records_only_refusals(app, campaign):
+    sign_up(app, "demo", "ben@example.test")
+    with app.app_context():
+        types = db.session().scalars(select(ConsentEvent.type)).all()
+    assert sorted(types) == ["refused", "refused", "refused"]
+
+
+def test_confirmation_gives_exactly_what_was_ticked(app, campaign):
+    receipt_id = give(app, "demo", "ana@example.test", networks=["linkedin"])
+    assert receipt_id
+    assert status(app, "demo", "ana@example.test", "social_matching", "linkedin") == "given"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "refused"
+    assert status(app, "demo", "ana@example.test", "newsletter") == "refused"
+
+
+def test_confirming_twice_is_refused_and_changes_nothing(app, campaign):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    confirm(app, signup)
+    before = counts(app)
+    with pytest.raises(ledger.AlreadyConfirmed):
+        confirm(app, signup)
+    assert counts(app) == before
+
+
+def test_a_strangers_resubmission_does_not_undo_a_given_consent(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    sign_up(app, "demo", "ana@example.test")  # nothing ticked, never confirmed
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "given"
+
+
+def test_a_confirmed_resubmission_withdraws_what_was_unticked(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    give(app, "demo", "ana@example.test", newsletter=True)
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "withdrawn"
+
+
+def test_only_the_newest_pending_signup_can_be_confirmed(app, campaign):
+    old = sign_up(app, "demo", "ana@example.test", networks=["facebook"])
+    sign_up(app, "demo", "ana@example.test", newsletter=True)
+    with pytest.raises(ledger.SignupSuperseded):
+        confirm(app, old)
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") != "given"
+
+
+def test_withdrawal_takes_effect_at_once_and_only_for_what_was_named(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook", "linkedin"])
+    with app.app_context():
+        with db.transaction() as session:
+            camp = session.get(Campaign, campaign.id)
+            subject = ledger.find_subject(session, camp, "ana@example.test", b"x") or \
+                session.scalars(select(ledger.Subject)).one()
+            receipt = ledger.withdraw(session, camp, subject, "social_matching", "facebook",
+                                      method="manage_page", locale="fr")
+    assert receipt is not None and receipt.supersedes
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "withdrawn"
+    assert status(app, "demo", "ana@example.test", "social_matching", "linkedin") == "given"
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+
+
+def test_a_consent_past_its_validity_reads_as_expired(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(ConsentState).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert status(app, "demo", "ana@example.test", "newsletter") == "expired"
+
+
+def test_an_unknown_email_is_unknown(app, campaign):
+    assert status(app, "demo", "nobody@example.test", "newsletter") == "unknown"
+
+
+def test_the_chain_verifies_and_its_head_is_the_last_hash(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    give(app, "demo", "ben@example.test")
+    report = verify(app)
+    assert report.ok and report.events == 8  # two signups of three boxes, two boxes confirmed
+    with app.app_context():
+        last = db.session().scalars(select(ConsentEvent).order_by(ConsentEvent.seq.desc())).first()
+    assert report.head == last.hash
+
+
+@pytest.mark.parametrize("tamper", ["alter", "remove_middle", "remove_last", "reorder"])
+def test_tampering_is_detected(app, campaign, tamper):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    give(app, "demo", "ben@example.test", networks=["linkedin"])
+    with app.app_context():
+        with db.transaction() as session:
+            if tamper == "alter":
+                session.execute(update(ConsentEvent).where(ConsentEvent.seq == 2)
+                                .values(type="given"))
+            elif tamper == "remove_middle":
+                # seq 2 (a request later confirmed) is no state's current event, so no foreign
+                # key stops its removal
+                session.execute(delete(ConsentEvent).where(ConsentEvent.seq == 2))
+            elif tamper == "remove_last":
+                last = session.scalar(select(ConsentEvent.seq).order_by(ConsentEvent.seq.desc()))
+                session.execute(update(ConsentState).values(event_id=1))
+                session.execute(delete(ConsentEvent).where(ConsentEvent.seq == last))
+            else:
+                session.execute(update(ConsentEvent).where(ConsentEvent.seq == 4)
+                                .values(occurred_at=utcnow() - timedelta(days=1)))
+    report = verify(app)
+    assert not report.ok
+    assert report.broken_event is not None
+
+
+def test_state_equals_a_replay_of_the_events(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    sign_up(app, "demo", "ana@example.test")
+    give(app, "demo", "ana@example.test", networks=["linkedin"])
+    with app.app_context():
+        session = db.session()
+        replayed = {}
+        for event in session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)):
+            key = (event.subject_id, event.purpose, event.network)
+            replayed[key] = ledger.next_status(replayed.get(key), event.type)
+        stored = {(s.subject_id, s.purpose, s.network): s.status
+                  for s in session.scalars(select(ConsentState))}
+    assert stored == replayed

@@ -1,0 +1,180 @@
+"""The pages behind emailed links: GET never acts, POST does, and bad tokens change nothing."""
+from __future__ import annotations
+
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
+
+from consent_widget import db, tokens, urls
+from consent_widget.models import Campaign, Signup, Subject
+from conftest import run_json
+from helpers import counts, give, sign_up, status
+
+
+def link_path(app, kind, **where):
+    """The path of a confirm, manage or unsubscribe link, as an email would carry it."""
+    with app.app_context():
+        session = db.session()
+        if kind == "confirm":
+            signup = session.scalars(select(Signup).filter_by(**where)).one()
+            url = urls.confirm_url(session.get(Campaign, signup.campaign_id), signup)
+        else:
+            subject = session.scalars(select(Subject).filter_by(**where)).one()
+            campaign = session.get(Campaign, subject.campaign_id)
+            url = (urls.manage_url if kind == "manage" else urls.unsubscribe_url)(campaign, subject)
+    return url.removeprefix(app.config["BASE_URL"])
+
+
+def test_get_on_the_confirmation_link_changes_nothing(app, client, campaign):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "confirm", public_id=signup)
+    before = counts(app)
+    for _ in range(3):
+        page = client.get(path)
+        assert page.status_code == 200 and b"<form" in page.data
+    assert counts(app) == before
+    assert status(app, "demo", "ana@example.test", "newsletter") == "requested"
+
+
+def test_post_on_the_confirmation_link_confirms_once(app, client, campaign):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    path = link_path(app, "confirm", public_id=signup)
+    page = client.post(path)
+    assert page.status_code == 200
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "given"
+    before = counts(app)
+    again = client.post(path)
+    assert again.status_code == 200 and counts(app) == before
+
+
+def test_an_older_confirmation_link_is_superseded_by_a_newer_signup(app, client, campaign):
+    old = sign_up(app, "demo", "ana@example.test", networks=["facebook"])
+    sign_up(app, "demo", "ana@example.test", newsletter=True)
+    response = client.post(link_path(app, "confirm", public_id=old))
+    assert response.status_code == 409
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") != "given"
+
+
+def test_manage_page_lists_consents_and_withdraws_one_network(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook", "linkedin"])
+    path = link_path(app, "manage", email="ana@example.test")
+    before = counts(app)
+    page = client.get(path)
+    assert page.status_code == 200 and counts(app) == before
+    assert b'value="social_matching:facebook"' in page.data
+    response = client.post(path, data={"withdraw": "social_matching:facebook"})
+    assert response.status_code == 200
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "withdrawn"
+    assert status(app, "demo", "ana@example.test", "social_matching", "linkedin") == "given"
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+
+
+@pytest.mark.parametrize("value, left", [
+    ("newsletter", {"newsletter": "withdrawn", "facebook": "given", "linkedin": "given"}),
+    ("social_matching", {"newsletter": "given", "facebook": "withdrawn", "linkedin": "withdrawn"}),
+    ("all", {"newsletter": "withdrawn", "facebook": "withdrawn", "linkedin": "withdrawn"}),
+])
+def test_manage_page_withdraws_a_purpose_or_everything_in_one_post(app, client, campaign, value,
+                                                                   left):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook", "linkedin"])
+    client.post(link_path(app, "manage", email="ana@example.test"), data={"withdraw": value})
+    assert status(app, "demo", "ana@example.test", "newsletter") == left["newsletter"]
+    for network in ("facebook", "linkedin"):
+        assert status(app, "demo", "ana@example.test", "social_matching", network) == left[network]
+
+
+@pytest.mark.parametrize("value", ["", "everything", "social_matching:myspace", "x" * 100])
+def test_manage_page_rejects_unknown_withdrawals(app, client, campaign, value):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    before = counts(app)
+    response = client.post(link_path(app, "manage", email="ana@example.test"),
+                           data={"withdraw": value})
+    assert response.status_code == 400 and counts(app) == before
+
+
+def test_one_click_unsubscribe_post_works_without_cookies(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    path = link_path(app, "unsubscribe", email="ana@example.test")
+    assert client.get(path).status_code == 200
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+    client.delete_cookie("session")
+    response = client.post(path, data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert status(app, "demo", "ana@example.test", "newsletter") == "withdrawn"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "given"
+
+
+def tampered(path):
+    head, token = path.rsplit("/", 1)
+    payload, stamp, signature = token.split(".")
+    return f"{head}/{payload}.{stamp}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+
+
+@pytest.mark.parametrize("kind", ["confirm", "manage", "unsubscribe"])
+@pytest.mark.parametrize("attack", ["forged", "tampered", "other_purpose", "garbage"])
+def test_forged_and_tampered_links_are_refused_and_change_nothing(app, client, campaign, kind,
+                                                                  attack):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    give(app, "demo", "ben@example.test", newsletter=True)
+    where = {"public_id": signup} if kind == "confirm" else {"email": "ben@example.test"}
+    path = link_path(app, kind, **where)
+    head = path.rsplit("/", 1)[0]
+    if attack == "forged":
+        forger = URLSafeTimedSerializer("not-our-secret", salt="consent_widget.manage.v1")
+        path = head + "/" + forger.dumps({"c": campaign.id, "s": signup, "sub": "x", "v": 1})
+    elif attack == "tampered":
+        path = tampered(path)
+    elif attack == "other_purpose":
+        other = "manage" if kind != "manage" else "unsubscribe"
+        with app.app_context():
+            session = db.session()
+            subject = session.scalars(select(Subject).filter_by(email="ben@example.test")).one()
+            path = head + "/" + tokens.subject_token(other, subject)
+    else:
+        path = head + "/" + "%00" * 10
+    before = counts(app)
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"withdraw": "all"}).status_code == 404
+    assert counts(app) == before
+
+
+@pytest.mark.parametrize("kind", ["confirm", "manage"])
+def test_expired_links_say_expired_and_change_nothing(app, client, campaign, kind):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    if kind == "manage":
+        give(app, "demo", "ben@example.test", newsletter=True)
+    where = {"public_id": signup} if kind == "confirm" else {"email": "ben@example.test"}
+    path = link_path(app, kind, **where)
+    app.config["CONFIRM_MAX_AGE" if kind == "confirm" else "MANAGE_MAX_AGE"] = -1
+    before = counts(app)
+    get = client.get(path)
+    assert get.status_code == 410 and b"expir" in get.data.lower()
+    assert client.post(path, data={"withdraw": "all"}).status_code == 410
+    assert counts(app) == before
+
+
+def test_a_link_of_one_campaign_is_refused_by_another(app, client, runner, campaign):
+    run_json(runner, "campaign", "create", "other", "--name", "Other", "--controller", "Other",
+             "--contact-email", "dpo@other.test", "--policy-url", "https://other.test/p")
+    give(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "manage", email="ana@example.test").replace("/w/demo/", "/w/other/")
+    before = counts(app)
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"withdraw": "all"}).status_code == 404
+    assert counts(app) == before
+
+
+def test_a_superseded_manage_link_stops_working(app, client, campaign):
+    from sqlalchemy import update
+    give(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "manage", email="ana@example.test")
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(Subject).values(link_version=Subject.link_version + 1))
+    assert client.get(path).status_code == 404
+
+
+def test_unknown_campaign_is_404(client, campaign):
+    assert client.get("/w/nope/manage/abc").status_code == 404

@@ -1,2 +1,0 @@
-def test_campaign(campaign):
-    assert campaign.slug == "demo"

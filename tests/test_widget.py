@@ -1,0 +1,427 @@
+"""The widget: the form page as people and assistive technology see it, and what a submission
+records (requests and refusals, never a consent given before the emailed confirmation)."""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from sqlalchemy import func, select
+
+from consent_widget import db, notices, tokens
+from consent_widget.campaigns import create_campaign
+from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Signup, Subject
+
+CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "translations"
+EMAIL = "ana@example.test"
+CAMPAIGN_ORIGIN = "https://marie2027.test"
+
+
+@pytest.fixture(scope="session")
+def compiled_catalogues(tmp_path_factory):
+    """The project's .po catalogues compiled as ``make translations`` does, into a temp folder."""
+    target = tmp_path_factory.mktemp("translations")
+    for po_path in CATALOGUES.glob("*/LC_MESSAGES/messages.po"):
+        locale = po_path.parent.parent.name
+        with po_path.open("rb") as source:
+            catalogue = read_po(source, locale=locale)
+        mo_path = target / locale / "LC_MESSAGES" / "messages.mo"
+        mo_path.parent.mkdir(parents=True)
+        with mo_path.open("wb") as out:
+            write_mo(out, catalogue, use_fuzzy=True)
+    return target
+
+
+@pytest.fixture
+def app_config(app_config, compiled_catalogues):
+    """The shared settings, reading the freshly compiled catalogues (the .mo files are not kept
+    in git, so a bare ``pytest`` would otherwise test whatever was compiled last)."""
+    return {**app_config, "BABEL_TRANSLATION_DIRECTORIES": str(compiled_catalogues)}
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def notice_text(app, purpose, network, locale):
+    """The current notice text for one box, as the ledger will record it."""
+    with app.app_context():
+        with db.transaction() as session:
+            campaign = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            return notices.current_notice(session, campaign, purpose, network, locale).text
+
+
+def element_text(page: str, element_id: str) -> str:
+    """The unescaped text of the element with this id (our templates put it on one line)."""
+    match = re.search(r'<(\w+)[^>]*\bid="' + re.escape(element_id) + r'"[^>]*>(.*?)</\1>',
+                      page, re.S)
+    assert match, f"no element #{element_id}"
+    return html.unescape(match.group(2))
+
+
+def inputs(page: str) -> list[dict]:
+    """Every ``<input>`` of the page as a dict of its attributes (a bare attribute maps to "")."""
+    found = []
+    for tag in re.findall(r"<input\b[^>]*>", page):
+        attributes = {name: html.unescape(value or "")
+                      for name, value in re.findall(r'([\w-]+)(?:="([^"]*)")?', tag[6:])}
+        found.append(attributes)
+    return found
+
+
+def hidden_fields(page: str) -> dict:
+    """The hidden fields of the form (CSRF token, lang, origin), as a browser would send them."""
+    return {field["name"]: field.get("value", "") for field in inputs(page)
+            if field.get("type") == "hidden"}
+
+
+def form_data(client, path="/w/demo", **fields):
+    """What a person submits after loading the page at ``path``: its hidden fields, an email."""
+    page = client.get(path)
+    assert page.status_code == 200
+    data = {**hidden_fields(page.get_data(as_text=True)), "email": EMAIL}
+    data.update(fields)
+    return data
+
+
+def recorded(app) -> dict:
+    """Counts of everything a submission writes, to assert that a refused one wrote nothing."""
+    with app.app_context():
+        session = db.session()
+        counts = {model.__tablename__: session.scalar(select(func.count()).select_from(model))
+                  for model in (Subject, Signup, ConsentEvent, ConsentState)}
+        counts["ledger_seq"] = session.scalar(select(func.sum(Campaign.ledger_seq)))
+        return counts
+
+
+def the_signup(app):
+    """The only signup, with its events and states by ``purpose:network``."""
+    with app.app_context():
+        session = db.session()
+        signup = session.scalars(select(Signup)).one()
+        events = {e.purpose + ":" + e.network: e for e in session.scalars(
+            select(ConsentEvent).where(ConsentEvent.signup_id == signup.id))}
+        states = {s.purpose + ":" + s.network: s.status
+                  for s in session.scalars(select(ConsentState))}
+        return signup, events, states
+
+
+def json_post(client, data, **headers):
+    return client.post("/w/demo", data=data, headers={"Accept": "application/json", **headers})
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+def test_page_is_in_french_for_a_french_campaign_with_the_exact_notices(app, client, campaign):
+    page = client.get("/w/demo").get_data(as_text=True)
+    assert '<html lang="fr">' in page
+    assert "Marie 2027" in page
+    newsletter_fr = notice_text(app, "newsletter", "", "fr")
+    assert newsletter_fr != notice_text(app, "newsletter", "", "en")
+    assert element_text(page, "newsletter-text") == newsletter_fr
+    for index, network in enumerate(["facebook", "linkedin"]):
+        assert element_text(page, f"social_matching-{index}-text") == notice_text(
+            app, "social_matching", network, "fr")
+
+
+@pytest.mark.parametrize("query, headers", [
+    ("?lang=en", {}),
+    ("", {"Accept-Language": "en-GB,en;q=0.9"}),
+    ("?lang=en", {"Accept-Language": "fr"}),
+])
+def test_page_is_in_english_when_asked(app, client, campaign, query, headers):
+    page = client.get("/w/demo" + query, headers=headers).get_data(as_text=True)
+    assert '<html lang="en">' in page
+    assert element_text(page, "newsletter-text") == notice_text(app, "newsletter", "", "en")
+    assert element_text(page, "social_matching-1-text") == notice_text(
+        app, "social_matching", "linkedin", "en")
+    assert hidden_fields(page)["lang"] == "en"
+
+
+def test_explicit_french_beats_the_browser_and_unknown_languages_fall_back(app, client, campaign):
+    assert '<html lang="fr">' in client.get(
+        "/w/demo?lang=fr", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="fr">' in client.get(
+        "/w/demo", headers={"Accept-Language": "de"}).get_data(as_text=True)
+
+
+def test_nothing_is_pre_ticked(client, campaign):
+    page = client.get("/w/demo", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+    boxes = [field for field in inputs(page) if field.get("type") == "checkbox"]
+    assert [box["value"] for box in boxes] == ["y", "facebook", "linkedin"]
+    assert not any("checked" in box for box in boxes)
+
+
+def test_every_box_has_a_label_and_its_notice_as_description(client, campaign):
+    page = client.get("/w/demo").get_data(as_text=True)
+    assert re.search(r"<fieldset[^>]*>\s*<legend>[^<]+</legend>", page)
+    for box in (field for field in inputs(page) if field.get("type") == "checkbox"):
+        assert f'<label for="{box["id"]}">' in page
+        described = box["aria-describedby"].split()
+        assert described[0] == box["id"] + "-text"
+        assert element_text(page, described[0]).strip()
+        for element_id in described:
+            assert f'id="{element_id}"' in page
+    email = next(field for field in inputs(page) if field.get("name") == "email")
+    assert email["autocomplete"] == "email" and email["maxlength"] == "254"
+    assert '<label for="email">' in page
+
+
+def test_page_links_policy_and_oembed_and_has_no_inline_code(client, campaign):
+    page = client.get("/w/demo").get_data(as_text=True)
+    assert 'href="https://marie2027.test/privacy"' in page
+    assert ('<link rel="alternate" type="application/json+oembed" href="http://consent.test/oembed'
+            '?url=http%3A%2F%2Fconsent.test%2Fw%2Fdemo&amp;format=json"') in page
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page)
+    assert "<style" not in page and " style=" not in page
+    assert not re.search(r"<[^>]+\son[a-z]+=", page)
+
+
+def test_page_headers_allow_the_campaign_sites_to_frame_it_and_set_no_cookie(client, campaign):
+    response = client.get("/w/demo")
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://marie2027.test" in csp
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response.headers
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_embedding_origin_is_kept_only_when_the_campaign_allows_it(client, campaign):
+    allowed = client.get("/w/demo?origin=" + CAMPAIGN_ORIGIN).get_data(as_text=True)
+    assert hidden_fields(allowed)["origin"] == CAMPAIGN_ORIGIN
+    other = client.get("/w/demo?origin=https://elsewhere.test").get_data(as_text=True)
+    assert hidden_fields(other)["origin"] == ""
+
+
+def test_global_privacy_control_is_noted_without_nudging(client, campaign):
+    with_gpc = client.get("/w/demo?lang=en", headers={"Sec-GPC": "1"}).get_data(as_text=True)
+    assert 'id="gpc-note"' in with_gpc and "Global Privacy Control" in with_gpc
+    without = client.get("/w/demo?lang=en").get_data(as_text=True)
+    assert 'id="gpc-note"' not in without
+
+
+def test_unknown_campaign_is_404(client, campaign):
+    assert client.get("/w/nobody").status_code == 404
+    assert client.post("/w/nobody", data={"email": EMAIL}).status_code == 404
+
+
+def test_assets_are_served_with_caching_and_the_right_type(client, campaign):
+    page = client.get("/w/demo").get_data(as_text=True)
+    css = re.search(r'<link rel="stylesheet" href="([^"]+)"', page).group(1)
+    script = re.search(r'<script src="([^"]+)"', page).group(1)
+    for url, mimetype in ((css, "text/css"), (script, "javascript")):
+        response = client.get(html.unescape(url))
+        assert response.status_code == 200
+        assert mimetype in response.content_type
+        assert "max-age=31536000" in response.headers["Cache-Control"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        response.close()
+    assert client.get("/w/_static/../widget.py").status_code == 404
+
+
+# --- submitting --------------------------------------------------------------------------------
+
+def test_a_signup_records_requests_for_ticked_boxes_and_refusals_for_the_others(
+        app, client, campaign):
+    data = form_data(client, "/w/demo?origin=" + CAMPAIGN_ORIGIN, newsletter="y",
+                     social_matching="facebook")
+    response = client.post("/w/demo", data=data)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    signup, events, states = the_signup(app)
+    assert signup.choices == {"newsletter:": True, "social_matching:facebook": True,
+                              "social_matching:linkedin": False}
+    assert {item: event.type for item, event in events.items()} == {
+        "newsletter:": "requested", "social_matching:facebook": "requested",
+        "social_matching:linkedin": "refused"}
+    assert "given" not in states.values()
+    assert signup.locale == "fr" and signup.origin == CAMPAIGN_ORIGIN and signup.gpc is False
+
+
+def test_a_signup_with_nothing_ticked_is_valid_and_records_only_refusals(app, client, campaign):
+    response = client.post("/w/demo", data=form_data(client))
+    assert response.status_code == 200
+    _signup, events, states = the_signup(app)
+    assert len(events) == 3
+    assert {event.type for event in events.values()} == {"refused"}
+    assert set(states.values()) == {"refused"}
+
+
+def test_the_ledger_points_at_the_notice_shown_in_the_language_of_the_form(app, client, campaign):
+    client.post("/w/demo", data=form_data(client, "/w/demo?lang=en", social_matching="linkedin"))
+    signup, events, _states = the_signup(app)
+    assert signup.locale == "en"
+    with app.app_context():
+        session = db.session()
+        shown = {item: session.get(Notice, event.notice_id).text for item, event in events.items()}
+    for item, text in shown.items():
+        purpose, _, network = item.partition(":")
+        assert text == notice_text(app, purpose, network, "en")
+        assert events[item].locale == "en"
+
+
+def test_the_thanks_page_says_nothing_counts_until_confirmed(client, campaign):
+    page = client.post("/w/demo", data=form_data(client, "/w/demo?lang=en", newsletter="y"))
+    text = page.get_data(as_text=True)
+    assert '<html lang="en">' in text
+    assert "Nothing is recorded as consent until you click it" in text
+
+
+def test_global_privacy_control_is_recorded_on_the_signup(app, client, campaign):
+    client.post("/w/demo", data=form_data(client, newsletter="y"), headers={"Sec-GPC": "1"})
+    signup, _events, _states = the_signup(app)
+    assert signup.gpc is True
+
+
+def test_an_origin_the_campaign_does_not_allow_is_recorded_as_empty(app, client, campaign):
+    client.post("/w/demo", data=form_data(client, origin="https://elsewhere.test"))
+    signup, _events, _states = the_signup(app)
+    assert signup.origin == ""
+
+
+def test_fetch_submission_answers_json_202(app, client, campaign):
+    response = json_post(client, form_data(client, newsletter="y"))
+    assert response.status_code == 202
+    assert response.json["ok"] is True and response.json["message"]
+    assert recorded(app)["signups"] == 1
+
+
+def test_fetch_submission_with_bad_input_answers_422_json_and_records_nothing(
+        app, client, campaign):
+    before = recorded(app)
+    response = json_post(client, form_data(client, email="not an address",
+                                           social_matching="myspace"))
+    assert response.status_code == 422
+    assert response.json["ok"] is False
+    assert set(response.json["errors"]) == {"email", "social_matching"}
+    assert all(isinstance(m, str) and m for ms in response.json["errors"].values() for m in ms)
+    assert recorded(app) == before
+
+
+@pytest.mark.parametrize("fields, status, field", [
+    ({"email": "not an address"}, 422, "email"),
+    ({"email": ""}, 422, "email"),
+    ({"email": "a" * 250 + "@example.test"}, 422, "email"),
+    ({"social_matching": ["facebook", "myspace"]}, 422, "social_matching"),
+    ({"social_matching": "twitter"}, 422, "social_matching"),  # known, but not offered here
+    ({"newsletter": "yes please"}, 422, "newsletter"),
+    ({"csrf_token": ""}, 400, "csrf_token"),
+    ({"csrf_token": "forged.token.value"}, 400, "csrf_token"),
+])
+def test_bad_input_is_refused_and_changes_nothing(app, client, campaign, fields, status, field):
+    data = form_data(client, **{"newsletter": "y", **fields})
+    before = recorded(app)
+    response = client.post("/w/demo", data=data)
+    assert response.status_code == status
+    assert recorded(app) == before
+    page = response.get_data(as_text=True)
+    assert re.search(r'<div id="error-summary"[^>]*role="alert"[^>]*>\s*<h2>', page)
+    assert json_post(client, data).json["errors"].keys() == {field}
+
+
+def test_a_missing_csrf_token_is_refused(app, client, campaign):
+    data = form_data(client)
+    del data["csrf_token"]
+    before = recorded(app)
+    assert client.post("/w/demo", data=data).status_code == 400
+    assert recorded(app) == before
+
+
+def test_field_errors_are_shown_in_text_next_to_the_field(client, campaign):
+    response = client.post("/w/demo", data=form_data(client, "/w/demo?lang=en", email="nope"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert '<html lang="en">' in page
+    assert "Enter a valid email address" in element_text(page, "email-error")
+    email = next(field for field in inputs(page) if field.get("name") == "email")
+    assert email["aria-invalid"] == "true" and email["value"] == "nope"
+    assert '<a href="#email">' in page
+
+
+def test_an_expired_form_is_refused_with_a_message_to_reload(app, client, campaign):
+    data = form_data(client, "/w/demo?lang=en", newsletter="y")
+    app.config["FORM_MAX_AGE"] = -1
+    before = recorded(app)
+    response = json_post(client, data)
+    assert response.status_code == 400
+    assert response.json["errors"]["csrf_token"] == [
+        "This form has expired. Please reload the page and try again."]
+    assert recorded(app) == before
+
+
+def test_a_token_of_another_campaign_is_refused(app, client, campaign):
+    with app.app_context():
+        with db.transaction() as session:
+            create_campaign(session, "other", name="Other", controller="Other",
+                            contact_email="dpo@other.test", policy_url="https://other.test/p")
+    data = form_data(client, "/w/other", newsletter="y")
+    before = recorded(app)
+    response = json_post(client, data)
+    assert response.status_code == 400 and "csrf_token" in response.json["errors"]
+    assert recorded(app) == before
+
+
+def test_a_token_signed_for_another_purpose_is_refused(app, client, campaign):
+    with app.test_request_context():
+        confirm_like = tokens.dumps(tokens.CONFIRM, {"c": campaign.id, "n": "x"})
+    before = recorded(app)
+    response = json_post(client, form_data(client, csrf_token=confirm_like))
+    assert response.status_code == 400
+    assert recorded(app) == before
+
+
+@pytest.mark.parametrize("accept, status", [("text/html", 200), ("application/json", 202)])
+def test_a_filled_honeypot_looks_like_success_but_records_nothing(
+        app, client, campaign, accept, status):
+    before = recorded(app)
+    response = client.post("/w/demo", data=form_data(client, newsletter="y", website="spam.test"),
+                           headers={"Accept": accept})
+    assert response.status_code == status
+    assert recorded(app) == before
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+def test_an_oversized_body_is_refused_unread(app, client, campaign, accept):
+    data = form_data(client, newsletter="y", padding="x" * (16 * 1024))
+    before = recorded(app)
+    response = client.post("/w/demo", data=data, headers={"Accept": accept})
+    assert response.status_code == 413
+    assert recorded(app) == before
+
+
+# --- CORS for the fetch submission ----------------------------------------------------------------
+
+@pytest.mark.parametrize("origin", ["null", "http://consent.test"])
+def test_the_widget_itself_may_read_the_answer_even_from_a_sandboxed_frame(
+        client, campaign, origin):
+    response = json_post(client, form_data(client), Origin=origin)
+    assert response.status_code == 202
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    assert "Origin" in response.headers["Vary"]
+    preflight = client.options("/w/demo", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "accept"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert preflight.headers["Access-Control-Allow-Methods"] == "POST"
+
+
+def test_errors_are_readable_by_the_sandboxed_widget_too(client, campaign):
+    response = json_post(client, form_data(client, email="nope"), Origin="null")
+    assert response.status_code == 422
+    assert response.headers["Access-Control-Allow-Origin"] == "null"
+
+
+def test_other_sites_may_not_read_the_answer(client, campaign):
+    for origin in (CAMPAIGN_ORIGIN, "https://elsewhere.test"):
+        response = json_post(client, form_data(client), Origin=origin)
+        assert "Access-Control-Allow-Origin" not in response.headers
+        preflight = client.options("/w/demo", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert "Access-Control-Allow-Origin" not in preflight.headers
+        assert "Access-Control-Allow-Methods" not in preflight.headers
