@@ -17,9 +17,12 @@ def choose_locale(query_lang: str | None, accept_languages, campaign_locale: str
     if query_lang in LOCALES:
         return query_lang
     if accept_languages is not None:
-        best = accept_languages.best_match(LOCALES)
-        if best:
-            return best
+        # By preference order, on the primary subtag: "en-GB, fr;q=0.5" means English. (Werkzeug's
+        # best_match would take the exact "fr" over the regional "en-GB".)
+        for tag, quality in accept_languages:
+            primary = tag.split("-")[0].lower()
+            if quality > 0 and primary in LOCALES:
+                return primary
     return campaign_locale if campaign_locale in LOCALES else DEFAULT_LOCALE
 
 

@@ -3,20 +3,52 @@ campaign. Module-specific fixtures (SMTP server, API token, ...) live beside the
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import email_validator
 import pytest
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 
 from consent_widget import create_app, db, migrate
 from consent_widget.campaigns import create_campaign
+
+CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "translations"
 
 
 # Test addresses use the reserved .test domain, which email-validator accepts only in its test mode.
 email_validator.TEST_ENVIRONMENT = True
 
 
+@pytest.fixture(scope="session")
+def compiled_catalogues(tmp_path_factory):
+    """The project's .po catalogues compiled as ``make translations`` does, into a temp folder,
+    so a bare ``pytest`` tests the current translations and not whatever was compiled last."""
+    target = tmp_path_factory.mktemp("translations")
+    for po_path in CATALOGUES.glob("*/LC_MESSAGES/messages.po"):
+        locale = po_path.parent.parent.name
+        with po_path.open("rb") as source:
+            catalogue = read_po(source, locale=locale)
+        mo_path = target / locale / "LC_MESSAGES" / "messages.mo"
+        mo_path.parent.mkdir(parents=True)
+        with mo_path.open("wb") as out:
+            write_mo(out, catalogue, use_fuzzy=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """An SQLite file migrated once by Alembic; each test starts from a copy of it."""
+    path = tmp_path_factory.mktemp("template") / "migrated.sqlite3"
+    engine = db.make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
-def app_config(tmp_path):
+def app_config(tmp_path, compiled_catalogues):
     """Settings of the app under test; a test may change them before asking for ``app``."""
     return {
         "TESTING": True,
@@ -25,15 +57,20 @@ def app_config(tmp_path):
         "BASE_URL": "http://consent.test",
         "MAIL_URL": f"file://{tmp_path / 'outbox'}",
         "MAIL_FROM": "Consent <no-reply@consent.test>",
+        "BABEL_TRANSLATION_DIRECTORIES": str(compiled_catalogues),
     }
 
 
 @pytest.fixture
-def app(app_config):
-    """The application on a migrated database."""
+def app(app_config, migrated_sqlite):
+    """The application on a freshly migrated database."""
+    url = app_config["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        shutil.copyfile(migrated_sqlite, url.removeprefix("sqlite:///"))
     application = create_app(app_config)
-    with application.app_context():
-        migrate.upgrade(db.engine())
+    if not url.startswith("sqlite:///"):
+        with application.app_context():
+            migrate.upgrade(db.engine())
     yield application
     with application.app_context():
         db.engine().dispose()

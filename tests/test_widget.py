@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import html
 import re
-from pathlib import Path
 
 import pytest
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from sqlalchemy import func, select
 
 from consent_widget import db, notices, tokens
 from consent_widget.campaigns import create_campaign
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Signup, Subject
 
-CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "translations"
 EMAIL = "ana@example.test"
 CAMPAIGN_ORIGIN = "https://marie2027.test"
-
-
-@pytest.fixture(scope="session")
-def compiled_catalogues(tmp_path_factory):
-    """The project's .po catalogues compiled as ``make translations`` does, into a temp folder."""
-    target = tmp_path_factory.mktemp("translations")
-    for po_path in CATALOGUES.glob("*/LC_MESSAGES/messages.po"):
-        locale = po_path.parent.parent.name
-        with po_path.open("rb") as source:
-            catalogue = read_po(source, locale=locale)
-        mo_path = target / locale / "LC_MESSAGES" / "messages.mo"
-        mo_path.parent.mkdir(parents=True)
-        with mo_path.open("wb") as out:
-            write_mo(out, catalogue, use_fuzzy=True)
-    return target
-
-
-@pytest.fixture
-def app_config(app_config, compiled_catalogues):
-    """The shared settings, reading the freshly compiled catalogues (the .mo files are not kept
-    in git, so a bare ``pytest`` would otherwise test whatever was compiled last)."""
-    return {**app_config, "BABEL_TRANSLATION_DIRECTORIES": str(compiled_catalogues)}
 
 
 # --- helpers -----------------------------------------------------------------------------------

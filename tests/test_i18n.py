@@ -1,0 +1,49 @@
+"""Translations: every string of the project has a French translation, and languages are chosen
+as the contract says."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+from werkzeug.datastructures import LanguageAccept
+
+from consent_widget.i18n import choose_locale
+
+ROOT = Path(__file__).resolve().parent.parent
+FRENCH_PO = ROOT / "consent_widget" / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
+METHODS = [("consent_widget/**.py", "python"), ("templates/**.html", "jinja2"),
+           ("templates/**.txt", "jinja2")]
+
+
+def project_msgids() -> set:
+    """Every msgid pybabel extracts from the code and templates (as ``make extract-messages``)."""
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map=METHODS, keywords={"_": None, "gettext": None, "_l": None,
+                                                     "lazy_gettext": None, "ngettext": (1, 2)}):
+        found.add(message if isinstance(message, str) else tuple(message))
+    return found
+
+
+def test_every_string_has_a_french_translation():
+    with open(FRENCH_PO, "rb") as handle:
+        catalogue = read_po(handle, locale="fr")
+    missing = []
+    for msgid in project_msgids():
+        key = msgid[0] if isinstance(msgid, tuple) else msgid
+        entry = catalogue.get(key)
+        strings = entry.string if entry is not None and isinstance(entry.string, tuple) else \
+            [entry.string if entry is not None else ""]
+        if entry is None or entry.fuzzy or not all(strings):
+            missing.append(key)
+    assert sorted(missing) == []
+
+
+def test_an_explicit_choice_wins_then_the_browser_then_the_campaign():
+    browser_en = LanguageAccept([("en-GB", 1), ("fr", 0.5)])
+    assert choose_locale("fr", browser_en, "en") == "fr"
+    assert choose_locale(None, browser_en, "fr") == "en"
+    assert choose_locale("de", None, "en") == "en"
+    assert choose_locale(None, LanguageAccept([("de", 1)]), "en") == "en"
+    assert choose_locale(None, None, "xx") == "fr"
