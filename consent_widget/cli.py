@@ -127,9 +127,9 @@ def keys_group():
 @with_appcontext
 def keys_rotate():
     """Make a new signing key current; old public keys stay published."""
-    from . import receipts
+    from . import keys
     with db.transaction() as session:
-        key = receipts.rotate_key(session)
+        key = keys.rotate_key(session)
     _print_json({"kid": key.kid, "alg": "EdDSA", "crv": "Ed25519",
                  "jwks_url": current_app.config["BASE_URL"] + "/.well-known/jwks.json"})
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
 from werkzeug.serving import make_server
 
-from . import campaigns, db, embed, oauth, outbox, receipts
+from . import campaigns, db, embed, keys, oauth, outbox
 
 DEMO_SLUG = "demo"
 dev_bp = Blueprint("dev", __name__)
@@ -23,7 +23,7 @@ def setup(app) -> dict:
     host_origins = ["http://127.0.0.1:5001", "http://localhost:5001"]
     credentials_file = os.path.join(app.instance_path, "demo-client.json")
     with db.transaction() as session:
-        receipts.active_key(session)
+        keys.active_key(session)
         campaign = campaigns.by_slug(session, DEMO_SLUG)
         if campaign is None:
             campaign = campaigns.create_campaign(

@@ -1,39 +1,30 @@
-"""Consent receipts and check decisions: signed snapshots, the key ring that signs them, the JWKS.
+"""Consent receipts and check decisions: what they say, and the rules each kind must meet.
 
 A receipt is a Kantara Consent Receipt v1.1 whose ``ext`` adds what ISO/IEC TS 27560 asks of a
 consent record; a decision asserts one answer of the check API for a few minutes. Both are JWS
-compact tokens signed with Ed25519 keys; retired keys stay published so every receipt keeps
-verifying. Verification trusts our stored keys only, pins the algorithm, and applies distinct
-rules per kind of token (RFC 8725).
+compact tokens signed by the key ring (:mod:`consent_widget.keys`); retired keys stay published
+so every receipt keeps verifying, and each kind of token has its own validation rules (RFC 8725).
 """
 from __future__ import annotations
 
 import json
-import re
 import uuid
-import warnings
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify
 from flask_babel import format_datetime
 from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import db, notices
+from . import db, keys, notices
+from .keys import InvalidSignature
 from .models import (EVENT_TYPES, GIVEN, NEWSLETTER, REQUESTED, SOCIAL_MATCHING, Campaign,
-                     ConsentEvent, ConsentState, Notice, Receipt, SigningKey, Subject, utcnow)
+                     ConsentEvent, ConsentState, Notice, Receipt, Subject, utcnow)
 
 RECEIPT_TYP = "consent-receipt+jwt"
 DECISION_TYP = "consent-decision+jwt"
 KANTARA_VERSION = "KI-CR-v1.1.0"
-#: "EdDSA", not RFC 9864's "Ed25519": most verifiers, PyJWT included, do not accept the new name.
-ALGORITHM = "EdDSA"
-#: Our tokens are a few kilobytes; anything far larger is refused before it is parsed.
-MAX_TOKEN_LENGTH = 64 * 1024
 #: The contract's maximum lifetime of a decision, enforced again when one is verified.
 MAX_DECISION_TTL = 300
 #: When /.well-known/gpc.json last changed (the GPC specification's ``lastUpdate``).
@@ -41,9 +32,6 @@ GPC_LAST_UPDATE = "2026-11-29"
 #: Short, so that a rotated key reaches verifiers within minutes.
 WELL_KNOWN_CACHE_CONTROL = "public, max-age=300"
 
-_HEADER_PARAMETERS = {"alg", "kid", "typ"}
-#: Our kids are RFC 7638 thumbprints; anything else is refused before it reaches the database.
-_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _REGISTERED_CLAIMS = ("iss", "sub", "aud")
 #: W3C DPV status names: ConsentRequested, ConsentGiven, ConsentRefused, ConsentWithdrawn, ...
 _DPV_STATUS = {status: "Consent" + status.capitalize() for status in EVENT_TYPES}
@@ -63,79 +51,6 @@ _PII_CATEGORIES = {NEWSLETTER: ["email address"],
 bp = Blueprint("receipts", __name__)
 
 
-class InvalidSignature(Exception):
-    """The token is not a genuine, valid token of the expected kind; the message says why."""
-
-
-# --- key ring --------------------------------------------------------------------------------
-def active_key(session: Session, now: datetime | None = None) -> SigningKey:
-    """The current signing key (the newest unretired one), created on first use.
-
-    A key created here is only flushed: the caller's transaction must commit, or the tokens it
-    signed will not verify.
-    """
-    key = session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))
-                          .order_by(SigningKey.created_at.desc()).limit(1)).first()
-    return key if key is not None else _new_key(session, now or utcnow())
-
-
-def rotate_key(session: Session, now: datetime | None = None) -> SigningKey:
-    """Make a new key current and retire the others, which stay published."""
-    now = now or utcnow()
-    for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-        key.retired_at = now
-    return _new_key(session, now)
-
-
-def _new_key(session: Session, now: datetime) -> SigningKey:
-    pair = OKPKey.generate_key("Ed25519")
-    # The RFC 7638 thumbprint names exactly this public key, so a kid can never be reused.
-    kid = pair.thumbprint()
-    public = dict(pair.as_dict(private=False), kid=kid, use="sig", alg=ALGORITHM)
-    key = SigningKey(kid=kid, private_pem=pair.as_pem(private=True).decode("ascii"),
-                     public_jwk=public, created_at=now)
-    session.add(key)
-    session.flush()
-    return key
-
-
-def jwks(session: Session) -> dict:
-    """The JSON Web Key Set of every public key, current first, retired ones included."""
-    rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc()))
-    return {"keys": [dict(row.public_jwk) for row in rows]}
-
-
-# --- signing and verifying -------------------------------------------------------------------
-@contextmanager
-def _eddsa_allowed():
-    """Silence joserfc's warning that RFC 9864 deprecates the ``EdDSA`` algorithm name.
-
-    We keep ``EdDSA`` on purpose (see ALGORITHM). Only that one message is ignored, so if another
-    thread races the process-wide filter list (catch_warnings is not thread-safe), the worst
-    outcome is that this same warning shows, or stays hidden.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
-        yield
-
-
-def _canonical_json(claims: dict) -> bytes:
-    return json.dumps(claims, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
-
-
-def _sign_with(key: SigningKey, claims: dict, typ: str) -> str:
-    header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
-    with _eddsa_allowed():
-        return jws.serialize_compact(header, _canonical_json(claims),
-                                     OKPKey.import_key(key.private_pem), algorithms=[ALGORITHM])
-
-
-def sign(session: Session, claims: dict, typ: str) -> str:
-    """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``."""
-    return _sign_with(active_key(session), claims, typ)
-
-
 def sign_decision(session: Session, claims: dict, now: datetime | None = None) -> str:
     """Sign a check answer as a decision valid for DECISION_TTL seconds; adds iat, exp and jti.
 
@@ -147,7 +62,7 @@ def sign_decision(session: Session, claims: dict, now: datetime | None = None) -
             if not (name in _REGISTERED_CLAIMS and value is None)}
     body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"],
                 jti=str(uuid.uuid4()))
-    return sign(session, body, DECISION_TYP)
+    return keys.sign(session, body, DECISION_TYP)
 
 
 def verify(session: Session, token: str, typ: str, *, now: datetime | None = None) -> dict:
@@ -158,58 +73,8 @@ def verify(session: Session, token: str, typ: str, *, now: datetime | None = Non
     """
     if typ not in _CLAIM_RULES:
         raise ValueError(f"unknown kind of token {typ!r}")
-    signed = _parse(token)
-    public_key = _our_key(session, signed.headers(), typ)
-    try:
-        with _eddsa_allowed():
-            genuine = jws.validate_compact(signed, public_key, algorithms=[ALGORITHM])
-    except (JoseError, ValueError):
-        genuine = False
-    if not genuine:
-        raise InvalidSignature("the signature does not match the token")
-    claims = _payload_object(signed.payload)
+    claims = keys.verify_signature(session, token, typ)
     _CLAIM_RULES[typ](claims, now or utcnow())
-    return claims
-
-
-def _parse(token) -> jws.CompactSignature:
-    if not isinstance(token, str) or not token:
-        raise InvalidSignature("a token must be a non-empty string")
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidSignature(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
-    try:
-        return jws.extract_compact(token.encode("ascii"))
-    except (JoseError, ValueError):
-        raise InvalidSignature("the token is not a JWS in compact serialization") from None
-
-
-def _our_key(session: Session, header, typ: str) -> OKPKey:
-    """The public key the header names, after checking that the header is exactly ours."""
-    if not isinstance(header, dict):
-        raise InvalidSignature("the token's header is not a JSON object")
-    if header.get("alg") != ALGORITHM:
-        raise InvalidSignature(f"algorithm {header.get('alg')!r} is not accepted, only EdDSA")
-    if header.get("typ") != typ:
-        raise InvalidSignature(f"expected a {typ} token, got typ {header.get('typ')!r}")
-    # Our tokens carry no other parameter; refusing them all means jku, x5u, jwk, crit or b64
-    # can never make us fetch a key, trust an embedded one, or change what is signed.
-    unexpected = sorted(set(header) - _HEADER_PARAMETERS)
-    if unexpected:
-        raise InvalidSignature(f"unexpected header parameters: {', '.join(unexpected)}")
-    kid = header.get("kid")
-    row = session.get(SigningKey, kid) if isinstance(kid, str) and _KID.fullmatch(kid) else None
-    if row is None:
-        raise InvalidSignature("the token's key id is not one of our keys")
-    return OKPKey.import_key(row.public_jwk)
-
-
-def _payload_object(payload: bytes) -> dict:
-    try:
-        claims = json.loads(payload)
-    except ValueError:
-        raise InvalidSignature("the payload is not JSON") from None
-    if not isinstance(claims, dict):
-        raise InvalidSignature("the payload is not a JSON object")
     return claims
 
 
@@ -251,13 +116,13 @@ def issue(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
              for state in states]
     receipt_id = str(uuid.uuid4())
     previous = _newest_receipt_id(session, campaign, subject)
-    key = active_key(session, now)
+    key = keys.active_key(session, now)
     claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
                              supersedes=previous, now=now, locale=locale, origin=origin,
                              method=method)
     receipt = Receipt(id=receipt_id, campaign_id=campaign.id, subject_id=subject.id,
                       supersedes=previous, kid=key.kid,
-                      jws=_sign_with(key, claims, RECEIPT_TYP), issued_at=now)
+                      jws=keys.sign_with(key, claims, RECEIPT_TYP), issued_at=now)
     session.add(receipt)
     for state in states:
         state.receipt_id = receipt_id
@@ -424,7 +289,7 @@ def _public_document(body: dict):
 @bp.get("/.well-known/jwks.json")
 def jwks_document():
     """The public keys that verify receipts and decisions (RFC 7517)."""
-    return _public_document(jwks(db.session()))
+    return _public_document(keys.jwks(db.session()))
 
 
 @bp.get("/.well-known/gpc.json")

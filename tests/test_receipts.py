@@ -20,7 +20,7 @@ from joserfc.jwk import OKPKey
 from sqlalchemy import select
 
 from conftest import run_json
-from consent_widget import campaigns, db, ledger, mail, notices, receipts
+from consent_widget import campaigns, db, keys, ledger, mail, notices, receipts
 from consent_widget.emails import lookup_key
 from consent_widget.models import ConsentState, Notice, Receipt, SigningKey, utcnow
 
@@ -168,7 +168,7 @@ def test_issuing_stores_the_receipt_and_points_every_state_at_it(app, campaign):
     with app.app_context():
         session = db.session()
         row = session.get(Receipt, receipt_id)
-        assert row.supersedes is None and row.kid == receipts.active_key(session).kid
+        assert row.supersedes is None and row.kid == keys.active_key(session).kid
         assert {s.receipt_id for s in session.scalars(select(ConsentState))} == {receipt_id}
 
 
@@ -198,7 +198,7 @@ def test_supersedes_follows_the_chain_even_when_receipts_share_a_timestamp(app, 
 def test_jwks_publishes_only_public_ed25519_keys_with_a_short_cache(app, client):
     with app.app_context():
         with db.transaction() as session:
-            kid = receipts.active_key(session).kid
+            kid = keys.active_key(session).kid
     response = client.get(JWKS_URL)
     assert "max-age=300" in response.headers["Cache-Control"]
     [jwk] = response.get_json()["keys"]
@@ -210,12 +210,12 @@ def test_jwks_publishes_only_public_ed25519_keys_with_a_short_cache(app, client)
 def test_active_key_is_created_once_and_rotation_retires_it(app):
     with app.app_context():
         with db.transaction() as session:
-            first = receipts.active_key(session)
-            assert receipts.active_key(session).kid == first.kid
-            second = receipts.rotate_key(session)
+            first = keys.active_key(session)
+            assert keys.active_key(session).kid == first.kid
+            second = keys.rotate_key(session)
             assert first.retired_at is not None and second.retired_at is None
-            assert receipts.active_key(session).kid == second.kid
-            assert [k["kid"] for k in receipts.jwks(session)["keys"]] == [second.kid, first.kid]
+            assert keys.active_key(session).kid == second.kid
+            assert [k["kid"] for k in keys.jwks(session)["keys"]] == [second.kid, first.kid]
 
 
 def test_keys_rotate_keeps_old_receipts_verifiable_and_signs_new_ones(app, client, runner,
@@ -400,7 +400,7 @@ def test_decision_claiming_a_longer_life_than_five_minutes_is_refused(app):
     with app.app_context():
         with db.transaction() as session:
             now = int(utcnow().timestamp())
-            token = receipts.sign(session, {"iat": now, "exp": now + 301},
+            token = keys.sign(session, {"iat": now, "exp": now + 301},
                                   receipts.DECISION_TYP)
             with pytest.raises(receipts.InvalidSignature, match="300 seconds"):
                 receipts.verify(session, token, receipts.DECISION_TYP)
