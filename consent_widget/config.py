@@ -41,8 +41,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BASE_URL", "http://127.0.0.1:5000",
             "Public URL of the service, used in emails, receipts and embed code."),
     Setting("MAIL_URL", lambda app: "file://" + _instance_path(app, "outbox"),
-            "Where email goes: smtp://user:pass@host:port (?starttls=1 or ?ssl=1) or "
-            "file:///path/to/dir (one .eml file per message)."),
+            "Where email goes: smtp://user:pass@host:port (options ?starttls=1 or ?ssl=1, "
+            "&cafile=/path/ca.pem, &timeout=seconds) or file:///path/to/dir (one .eml file per "
+            "message)."),
     Setting("MAIL_FROM", "consent_widget <no-reply@localhost>", "Sender address of every email."),
     Setting("CONFIRM_MAX_AGE", 7 * 24 * 3600,
             "Seconds a confirmation link stays valid."),

@@ -7,12 +7,11 @@ import email.policy
 import json
 import os
 import threading
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
 from werkzeug.serving import make_server
 
-from . import campaigns, db, embed, keys, oauth, outbox
+from . import campaigns, db, embed, keys, mail, oauth, outbox
 
 DEMO_SLUG = "demo"
 dev_bp = Blueprint("dev", __name__)
@@ -42,10 +41,10 @@ def setup(app) -> dict:
 
 
 def _outbox_dir() -> str:
-    url = current_app.config["MAIL_URL"]
-    if not url.startswith("file://"):
+    transport = mail.transport_from_url(current_app.config["MAIL_URL"])
+    if not isinstance(transport, mail.FileTransport):
         abort(404, description="the development outbox exists only with a file:// MAIL_URL")
-    return urlsplit(url).path
+    return transport.directory
 
 
 @dev_bp.get("/dev/outbox")
@@ -84,16 +83,17 @@ def serve(app, *, port: int, host_port: int) -> None:
     """Run the app, the outbox worker and the demo host page until interrupted."""
     base = app.config["BASE_URL"].rstrip("/")
     app.register_blueprint(dev_bp)
-    outbox.start_background_worker(app)
+    if app.config["DEV_WORKER"]:
+        outbox.start_background_worker(app)
     host_server = make_server("127.0.0.1", host_port, _host_app(base, DEMO_SLUG), threaded=True)
     threading.Thread(target=host_server.serve_forever, daemon=True).start()
     print(f"""
 consent_widget is running.
   widget:             {base}/w/{DEMO_SLUG}
   embedded elsewhere: http://127.0.0.1:{host_port}/   (a host page on another origin)
-  emails sent:        {base}/dev/outbox               (click the confirmation link there)
+  emails sent:        {base}/dev/outbox   (click the confirmation link there)
   receipts' keys:     {base}/.well-known/jwks.json
-  platform client:    instance/demo-client.json       (see the README for curl examples)
+  platform client:    instance/demo-client.json   (see the README for curl examples)
 Press Ctrl+C to stop.
 """, flush=True)
     server = make_server("127.0.0.1", port, app, threaded=True)
