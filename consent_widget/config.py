@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MANAGE_MAX_AGE", 10 * 365 * 24 * 3600,
             "Seconds a manage or unsubscribe link stays valid (withdrawing must stay as easy as "
             "consenting, so years)."),
+    Setting("MAX_CONTENT_LENGTH", 2 * 1024 * 1024,
+            "Largest request body in bytes; larger ones are refused (413) before being read."),
     Setting("FORM_MAX_AGE", 2 * 3600, "Seconds a widget form's CSRF token stays valid."),
     Setting("ACCESS_TOKEN_TTL", 3600, "Seconds an API access token stays valid."),
     Setting("DECISION_TTL", 300, "Seconds a signed check decision stays valid (at most 300)."),
