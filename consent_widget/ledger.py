@@ -107,7 +107,7 @@ def event_hash(event: ConsentEvent, campaign: Campaign, subject_public_id: str,
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _lock_ledger(session: Session, campaign: Campaign) -> None:
+def lock(session: Session, campaign: Campaign) -> None:
     """Take the campaign's ledger lock and read its head.
 
     Updating the campaign row first serialises appenders on PostgreSQL (row lock) and SQLite
@@ -124,7 +124,7 @@ def append(session: Session, campaign: Campaign, subject: Subject, purpose: str,
            locale: str = "") -> ConsentEvent:
     """Append one event to the campaign's chain and replay it onto the current state.
 
-    The caller holds the ledger lock (see :func:`_lock_ledger`) for the whole transaction.
+    The caller holds the ledger lock (see :func:`lock`) for the whole transaction.
     """
     event = ConsentEvent(
         campaign_id=campaign.id, seq=campaign.ledger_seq + 1, subject_id=subject.id,
@@ -207,7 +207,7 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
     queued in the same transaction. A submission with nothing ticked is valid and records refusals.
     """
     now = now or utcnow()
-    _lock_ledger(session, campaign)
+    lock(session, campaign)
     subject = _get_or_create_subject(session, campaign, email, key)
     signup = Signup(
         public_id="sgn_" + secrets.token_urlsafe(16), campaign_id=campaign.id,
@@ -234,7 +234,7 @@ def confirm(session: Session, campaign: Campaign, signup: Signup,
     is given or withdrawn. Raises AlreadyConfirmed or SignupSuperseded.
     """
     now = now or utcnow()
-    _lock_ledger(session, campaign)
+    lock(session, campaign)
     session.refresh(signup)
     if signup.confirmed_at is not None:
         raise AlreadyConfirmed()
@@ -244,6 +244,8 @@ def confirm(session: Session, campaign: Campaign, signup: Signup,
     if newer is not None:
         raise SignupSuperseded()
     subject = signup.subject
+    if subject.email is None:
+        raise SignupSuperseded()  # the address was erased or purged since the signup
     signup.confirmed_at = now
     states = _states_by_item(session, campaign, subject)
     changed = False
@@ -278,7 +280,7 @@ def withdraw(session: Session, campaign: Campaign, subject: Subject, purpose: st
     None when nothing matching was given (withdrawing twice is harmless).
     """
     now = now or utcnow()
-    _lock_ledger(session, campaign)
+    lock(session, campaign)
     withdrawn = []
     for state in _states_by_item(session, campaign, subject).values():
         if state.status != GIVEN:

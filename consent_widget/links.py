@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, render_template, request
 from flask_babel import get_locale, gettext
 
-from . import campaigns, db, ledger, notices, receipts, tokens, urls
+from . import campaigns, db, ledger, lifecycle, notices, receipts, tokens, urls
 from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
 
 bp = Blueprint("links", __name__)
@@ -141,10 +141,15 @@ def parse_withdrawal(value: str, campaign) -> tuple[str | None, str | None]:
 
 @bp.route("/w/<slug>/manage/<token>", methods=["GET", "POST"])
 def manage(slug: str, token: str):
-    """GET: the subject's consents and receipts. POST: withdraw one network, a purpose, or all."""
+    """GET: the subject's consents and receipts. POST: withdraw one network, a purpose, or all;
+    or erase the person's data altogether (``action=erase``)."""
     campaign = g.link_campaign = _campaign(slug)
     subject = _subject(tokens.MANAGE, campaign, token)
     done = None
+    if request.method == "POST" and request.form.get("action") == "erase":
+        with db.transaction() as session:
+            lifecycle.erase_subject(session, campaign, subject, method="manage_page_erasure")
+        return render_template("links/erased.html", campaign=campaign)
     if request.method == "POST":
         value = request.form.get("withdraw", "")
         if len(value) > 64:

@@ -177,6 +177,24 @@ def queue_receipt(session: Session, campaign, subject, receipt, locale: str) -> 
     return _enqueue(session, campaign, message)
 
 
+def queue_renewal(session: Session, campaign, subject, expired: list[ConsentState],
+                  locale: str) -> OutboxMessage | None:
+    """Queue the email telling a person that consents ended with their validity, and how to
+    give them again (a new signup, confirmed as the first one was). None for an erased address.
+    """
+    if not subject.email:
+        return None
+    locale = _locale_for(locale, campaign)
+    with force_locale(locale):
+        title = gettext("Your consents to %(campaign)s have ended", campaign=campaign.name)
+        text, html = _render(
+            "renewal", locale=locale, campaign=campaign, preview=title,
+            expired=[_item_label(campaign, s.purpose, s.network) for s in expired],
+            widget_url=urls.widget_url(campaign), manage_url=urls.manage_url(campaign, subject))
+    message = _compose(campaign, subject.email, locale, title, text, html)
+    return _enqueue(session, campaign, message)
+
+
 # --- transports ------------------------------------------------------------------------------
 
 class Transport(Protocol):

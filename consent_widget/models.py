@@ -74,6 +74,11 @@ class Campaign(Base):
     networks: Mapped[list] = mapped_column(JSON, default=list)
     origins: Mapped[list] = mapped_column(JSON, default=list)
     validity_days: Mapped[int] = mapped_column(Integer, default=730)
+    # The widget's look (consent_widget.theme validates them): "" accent keeps the default.
+    theme_accent: Mapped[str] = mapped_column(String(7), default="")
+    theme_font: Mapped[str] = mapped_column(String(16), default="system")
+    theme_radius: Mapped[int] = mapped_column(Integer, default=4)
+    theme_scheme: Mapped[str] = mapped_column(String(8), default="auto")
     # The ledger head: the sequence number and hash of the campaign's last event. Writers update
     # this row first, which serialises appends per campaign on every database.
     ledger_seq: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -112,6 +117,9 @@ class Subject(Base):
     # Bumped whenever earlier manage and unsubscribe links must stop working.
     link_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when the person's data was erased; the row stays as a keyed-hash suppression entry so
+    # the ledger keeps verifying and a later import cannot quietly match the person again.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Signup(Base):
@@ -259,3 +267,22 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """A platform's URL that receives the campaign's events, signed with its own secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # The Standard Webhooks secret, "whsec_" + base64; the receiver needs it in clear to verify.
+    secret: Mapped[str] = mapped_column(String(100))
+    # Event types delivered; an empty list means every type.
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -18,7 +18,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
-from . import campaigns, db, i18n, ledger, notices, urls
+from . import campaigns, db, i18n, ledger, notices, theme, urls
 from .emails import lookup_key
 from .forms import SignupForm, allowed_origin
 from .models import NEWSLETTER
@@ -31,8 +31,9 @@ MAX_BODY_BYTES = 16 * 1024
 #: Versioned asset URLs change with the file's content, so browsers may keep them for a year.
 ASSET_MAX_AGE = 365 * 24 * 3600
 UNVERSIONED_ASSET_MAX_AGE = 3600
-#: Everything but frame-ancestors, which depends on the campaign.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+#: Everything but style-src (which may allow the campaign's theme by its hash) and
+#: frame-ancestors (the campaign's sites), which depend on the campaign.
+CSP = ("default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; object-src 'none'")
 
 
@@ -45,8 +46,7 @@ def page(slug):
     with db.transaction() as session:
         offered = _offered(session, campaign, _locale())
     form = SignupForm(campaign=campaign, shown_notices=[notice.id for *_item, notice in offered],
-                      data={"lang": _locale(),
-                            "origin": allowed_origin(campaign, request.args.get("origin"))})
+                      data={"lang": _locale(), "origin": _embedding_origin(campaign)})
     return _form_page(campaign, form, 200, offered=offered)
 
 
@@ -64,7 +64,7 @@ def submit(slug):
     form = SignupForm(formdata, campaign=campaign)
     if form.trapped:
         # Bots learn nothing from the answer: it is the one a person gets.
-        return _thanks(campaign)
+        return _thanks(campaign, form.embedding_origin)
     if not form.validate():
         return _invalid(campaign, form, 400 if form.csrf_failed else 422)
     locale = _locale()
@@ -75,7 +75,7 @@ def submit(slug):
         ledger.record_signup(session, campaign, form.email.data, choices,
                              key=lookup_key(current_app.config), locale=locale,
                              origin=form.embedding_origin, gpc=_gpc())
-    return _thanks(campaign)
+    return _thanks(campaign, form.embedding_origin)
 
 
 @bp.route("/w/<slug>", methods=["OPTIONS"])
@@ -92,7 +92,9 @@ def _headers(response):
         return response
     campaign = g.get("campaign")
     ancestors = " ".join(["'self'", *(campaign.origins if campaign else [])])
-    response.headers["Content-Security-Policy"] = f"{CSP}; frame-ancestors {ancestors}"
+    styles = " ".join(["'self'", *([g.theme.csp_hash] if g.get("theme") and g.theme.css else [])])
+    response.headers["Content-Security-Policy"] = (f"{CSP}; style-src {styles}; "
+                                                   f"frame-ancestors {ancestors}")
     response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
     response.headers["Cache-Control"] = "no-store"
     if request.endpoint in ("widget.submit", "widget.preflight"):
@@ -125,9 +127,26 @@ def _campaign_or_404(slug: str):
     if campaign is None:
         raise NotFound(_("There is no sign-up form at this address. Please check the link."))
     g.campaign = campaign
+    g.theme = theme.of(campaign)
     # Must be set before anything asks flask_babel for the locale, which is then cached.
     g.campaign_locale = campaign.locale
     return campaign
+
+
+def _embedding_origin(campaign) -> str:
+    """The site embedding this page, when the campaign allows it, else "".
+
+    The loader names it in ``?origin=``; a plain or sandboxed iframe (a site builder's embed
+    block, WordPress's oEmbed frame) only sends it as the ``Referer`` of the frame's request,
+    which browsers cut to the origin across sites by default.
+    """
+    named = allowed_origin(campaign, request.args.get("origin"))
+    if named:
+        return named
+    referrer = urlsplit(request.referrer or "")
+    if referrer.scheme in ("http", "https") and referrer.netloc:
+        return allowed_origin(campaign, f"{referrer.scheme}://{referrer.netloc}")
+    return ""
 
 
 def _locale() -> str:
@@ -169,6 +188,7 @@ def _form_page(campaign, form: SignupForm, status: int, summary=(), offered=None
     return render_template("widget/form.html", campaign=campaign, form=form,
                            newsletter_notice=newsletter_notice, network_notices=network_notices,
                            gpc=_gpc(), oembed_url=oembed_url, summary=summary,
+                           theme=g.theme, parent_origin=form.embedding_origin,
                            action=url_for("widget.submit", slug=campaign.slug)), status
 
 
@@ -185,12 +205,13 @@ def _invalid(campaign, form: SignupForm, status: int):
     return _form_page(campaign, form, status, summary)
 
 
-def _thanks(campaign):
+def _thanks(campaign, parent_origin: str):
     message = _("We have sent you an email with a confirmation link. Nothing is recorded as "
                 "consent until you click it.")
     if _wants_json():
         return jsonify(ok=True, message=message), 202
-    return render_template("widget/thanks.html", campaign=campaign, message=message), 200
+    return render_template("widget/thanks.html", campaign=campaign, message=message,
+                           theme=g.theme, parent_origin=parent_origin), 200
 
 
 def _too_large():

@@ -29,6 +29,10 @@ def upgrade() -> None:
     sa.Column('networks', sa.JSON(), nullable=False),
     sa.Column('origins', sa.JSON(), nullable=False),
     sa.Column('validity_days', sa.Integer(), nullable=False),
+    sa.Column('theme_accent', sa.String(length=7), server_default='', nullable=False),
+    sa.Column('theme_font', sa.String(length=16), server_default='system', nullable=False),
+    sa.Column('theme_radius', sa.Integer(), server_default='4', nullable=False),
+    sa.Column('theme_scheme', sa.String(length=8), server_default='auto', nullable=False),
     sa.Column('ledger_seq', sa.BigInteger(), nullable=False),
     sa.Column('ledger_head', sa.String(length=64), nullable=False),
     sa.Column('created_at', consent_widget.models.UTCDateTime(timezone=True), nullable=False),
@@ -96,6 +100,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_outbox_campaign_id'), ['campaign_id'], unique=False)
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('webhook_endpoints',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('public_id', sa.String(length=40), nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=100), nullable=False),
+    sa.Column('events', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('disabled_reason', sa.Text(), nullable=False),
+    sa.Column('created_at', consent_widget.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('disabled_at', consent_widget.models.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('public_id')
+    )
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_endpoints_campaign_id'), ['campaign_id'], unique=False)
+
     op.create_table('subjects',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('campaign_id', sa.Integer(), nullable=False),
@@ -104,6 +126,7 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=True),
     sa.Column('link_version', sa.Integer(), nullable=False),
     sa.Column('created_at', consent_widget.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('erased_at', consent_widget.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('campaign_id', 'email_hmac'),
@@ -249,6 +272,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_campaign_id'))
 
     op.drop_table('outbox')
+    with op.batch_alter_table('webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_endpoints_campaign_id'))
+
+    op.drop_table('webhook_endpoints')
     with op.batch_alter_table('oauth_clients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_oauth_clients_campaign_id'))
 
