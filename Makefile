@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CATALOGUES := $(wildcard consent_widget/translations/*/LC_MESSAGES/messages.po)
 COMPILED := $(CATALOGUES:.po=.mo)
 
-.PHONY: run test install translations extract-messages clean
+.PHONY: run test bench install translations extract-messages clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,19 @@ run: install instance/config.py
 	$(BIN)/consent-widget demo setup
 	CONSENT_DEV_WORKER=1 $(BIN)/consent-widget demo serve
 
-test: install
+# axe-core, for the browser tests' accessibility checks, from the npm registry (git-ignored).
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE):
+	@command -v npm >/dev/null || { echo "npm not found: the browser tests will not run"; exit 0; }; \
+	npm install --no-save --no-package-lock --no-audit --no-fund --prefix tests/browser axe-core@4.14.1
+
+test: install $(AXE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Sizes of the loader and of a widget's first load, beside other consent tools' packages.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_embed.py
 
 extract-messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _l -o consent_widget/translations/messages.pot .

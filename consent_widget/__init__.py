@@ -3,14 +3,18 @@ social matching. ``create_app`` only wires the parts together; it does no I/O of
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: configuration, then each part's ``init_app``, then blueprints."""
+    # Imported here so that ``consent_widget.client``, the platforms' SDK, needs no Flask.
+    from flask import Flask
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=os.path.join(_ROOT, "templates"),
                 static_folder=None)
@@ -20,6 +24,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
 
     from . import api, db, embed, errors, i18n, links, oauth, outbox, receipts, widget
+    from . import health, limits, logs, metrics
+    logs.init_app(app)  # first: every later hook and log line has the request id
+    metrics.init_app(app)
     db.init_app(app)
     i18n.init_app(app)
     errors.init_app(app)
@@ -30,4 +37,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(receipts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
+    health.init_app(app)
+    limits.init_app(app)  # last: it wraps the views registered above
     return app

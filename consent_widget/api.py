@@ -5,19 +5,32 @@ the bearer token, so one campaign's token can never reveal another campaign's su
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
+
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from . import db, ledger, receipts
+from . import batch, db, events, keys, ledger, openapi, receipts
 from .emails import InvalidEmail, lookup_key, normalise, plain_digest
 from .errors import ApiError
-from .models import DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt
+from .models import (DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt,
+                     utcnow)
 from .oauth import current_token, require_oauth
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 #: A single check is a few hundred bytes; anything much larger is not a check.
 MAX_CHECK_BODY = 16 * 1024
+#: 10,000 addresses of ordinary length fit in well under a megabyte; MAX_CONTENT_LENGTH still
+#: applies first.
+MAX_BATCH_BODY = 2 * 1024 * 1024
+#: The kind of token the purge audit signs (RFC 8725: one ``typ`` per kind of claim set).
+PURGE_STATEMENT_TYP = "purge-statement+jwt"
+MAX_EVENTS_PAGE = 1000
+#: A cursor is a ledger position; anything longer than this is not one.
+_MAX_CURSOR_DIGITS = 18
 
 
 def _campaign() -> Campaign:
@@ -29,7 +42,10 @@ def _json_object(max_bytes: int) -> dict:
         raise ApiError(413, "payload_too_large", f"The body may not exceed {max_bytes} bytes.")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send a JSON body (application/json).")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deep enough to exhaust the parser is not a question
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     return body
@@ -108,3 +124,108 @@ def receipt(receipt_id: str):
         raise ApiError(404, "not_found", "No receipt with this id in this campaign.")
     return jsonify(receipt_id=row.id, jws=row.jws, claims=receipts.decode(row),
                    supersedes=row.supersedes, issued_at=row.issued_at.isoformat())
+
+
+def _sha256_json(value) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[ledger.StateView]]:
+    """Validate a batch body and answer it: purpose, network, entry kind, entries, states."""
+    purpose, network = parse_question(body)
+    given = [name for name in ("emails", "subject_ids") if name in body]
+    if len(given) != 1:
+        raise ApiError(400, "invalid_subject", "Give exactly one of emails or subject_ids.")
+    kind = given[0]
+    entries = body[kind]
+    if not isinstance(entries, list) or not entries:
+        raise ApiError(400, "invalid_batch", f"{kind} must be a non-empty array.")
+    if len(entries) > batch.MAX_ENTRIES:
+        raise ApiError(413, "batch_too_large",
+                       f"A batch holds at most {batch.MAX_ENTRIES} entries; split it.")
+    session, campaign = db.session(), _campaign()
+    if kind == "emails":
+        addresses = []
+        for index, email in enumerate(entries):
+            try:
+                if not isinstance(email, str):
+                    raise InvalidEmail("not a string")
+                addresses.append(batch.normalise_fast(email))
+            except InvalidEmail as exc:
+                raise ApiError(400, "invalid_email", f"emails[{index}]: {exc}") from None
+        states = batch.states_by_email(session, campaign, purpose, network, addresses,
+                                       lookup_key(current_app.config))
+    else:
+        for index, subject_id in enumerate(entries):
+            if not isinstance(subject_id, str) or not 0 < len(subject_id) <= 40:
+                raise ApiError(400, "invalid_subject",
+                               f"subject_ids[{index}] must be a subject id string.")
+        states = batch.states_by_subject(session, campaign, purpose, network, entries)
+    return purpose, network, kind, entries, states
+
+
+def _signed_claims(purpose: str, network: str, kind: str, count: int) -> dict:
+    # The digest of the body exactly as received binds the signature to this list and no other.
+    return {"iss": current_app.config["BASE_URL"], "aud": current_token.client_id,
+            "campaign": _campaign().slug, "purpose": purpose, "network": network or None,
+            "entries": kind, "count": count,
+            "request_sha256": hashlib.sha256(request.get_data()).hexdigest()}
+
+
+@bp.post("/consents/check-batch")
+@require_oauth("consents:check")
+def check_batch():
+    """Up to 10,000 checks at once, answered in order under one signed decision."""
+    purpose, network, kind, _, states = _batch_question(_json_object(MAX_BATCH_BODY))
+    results = [_answer(view, purpose, network) for view in states]
+    claims = _signed_claims(purpose, network, kind, len(results))
+    claims.update(allowed_count=sum(1 for view in states if view.allowed),
+                  results_sha256=_sha256_json(results))
+    session = db.session()
+    decision = receipts.sign_decision(session, claims)
+    session.commit()  # the first decision may have created the signing key
+    return jsonify(results=results, decision=decision)
+
+
+@bp.post("/consents/purge-audit")
+@require_oauth("consents:check")
+def purge_audit():
+    """Which of the people a platform holds matched data about must it purge? Signed."""
+    purpose, network, kind, entries, states = _batch_question(_json_object(MAX_BATCH_BODY))
+    field = "email" if kind == "emails" else "subject_id"
+    purge = [{"index": index, field: entries[index], "status": view.status,
+              "subject_id": view.subject_id}
+             for index, view in enumerate(states) if not view.allowed]
+    claims = _signed_claims(purpose, network, kind, len(entries))
+    issued = utcnow()
+    claims.update(purge_count=len(purge), purge_sha256=_sha256_json(purge),
+                  iat=int(issued.timestamp()), jti=str(uuid.uuid4()),
+                  statement=f"Of {len(entries)} {kind} checked, {len(purge)} have no valid "
+                            f"consent to {purpose}{' on ' + network if network else ''} "
+                            f"at {issued.isoformat(timespec='seconds')} and must be purged.")
+    session = db.session()
+    statement = keys.sign(session, claims, PURGE_STATEMENT_TYP)
+    session.commit()
+    return jsonify(purpose=purpose, network=network or None, checked=len(entries),
+                   purge=purge, statement=statement)
+
+
+@bp.get("/events")
+@require_oauth("events:read")
+def event_feed():
+    """The campaign's consent events after a cursor, oldest first."""
+    after = request.args.get("after", "0")
+    if not (after.isascii() and after.isdigit() and len(after) <= _MAX_CURSOR_DIGITS):
+        raise ApiError(400, "invalid_cursor", "after must be a cursor from an earlier page.")
+    limit = request.args.get("limit", "100")
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_EVENTS_PAGE):
+        raise ApiError(400, "invalid_limit", f"limit must be 1 to {MAX_EVENTS_PAGE}.")
+    items, position = events.feed(db.session(), _campaign(), int(after), int(limit))
+    return jsonify(events=items, next=str(position), has_more=len(items) == int(limit))
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 document of this API."""
+    return jsonify(openapi.document(current_app.config["BASE_URL"]))

@@ -19,9 +19,18 @@ class InvalidCampaign(ValueError):
     """A campaign setting is not acceptable; the message says which and why."""
 
 
+def _split(url: str, what: str):
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidCampaign(f"{what} {url!r} is not a valid URL") from None
+    return parts
+
+
 def origin_of(url: str) -> str:
     """The ``scheme://host[:port]`` origin of an http(s) URL; raise InvalidCampaign otherwise."""
-    parts = urlsplit(url.strip())
+    parts = _split(url, "origin")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidCampaign(f"{url!r} is not an http(s) origin")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
@@ -31,7 +40,7 @@ def origin_of(url: str) -> str:
 
 
 def _http_url(url: str, what: str) -> str:
-    parts = urlsplit(url.strip())
+    parts = _split(url, what)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidCampaign(f"{what} must be an http(s) URL, not {url!r}")
     return url.strip()

@@ -78,22 +78,49 @@ def campaign_group():
 @click.option("--network", "networks", multiple=True,
               help="A social network to ask about (default: facebook, linkedin, twitter, meetup).")
 @click.option("--address", default="", help="The controller's postal address, for receipts.")
-@click.option("--validity-days", default=730, show_default=True, type=int,
-              help="How long a consent lasts before it must be renewed.")
+@click.option("--validity-days", default=None, type=int,
+              help="Days a consent lasts before it must be renewed "
+                   "(default: the CONSENT_VALIDITY_DAYS setting, 730).")
+@click.option("--accent", default="", help="The widget's accent colour, #rrggbb (readable on "
+              "its background).")
+@click.option("--font", default="system", show_default=True,
+              type=click.Choice(["system", "humanist", "geometric", "serif"]),
+              help="The widget's font stack (fonts of the reader's device only).")
+@click.option("--radius", default=4, show_default=True, type=int,
+              help="Corner radius of fields and buttons, 0-16 px.")
+@click.option("--scheme", default="auto", show_default=True,
+              type=click.Choice(["auto", "light", "dark"]),
+              help="Light, dark, or the reader's preference.")
 @with_appcontext
 def campaign_create(slug, name, controller, contact_email, policy_url, origins, locale, networks,
-                    address, validity_days):
+                    address, validity_days, accent, font, radius, scheme):
     """Create the campaign SLUG and print its widget URL and embed snippet."""
-    from . import embed
+    from . import embed, theme
     with db.transaction() as session:
         try:
+            look = theme.validate(accent, font, radius, scheme)
             campaign = campaigns.create_campaign(
                 session, slug, name=name, controller=controller, contact_email=contact_email,
                 policy_url=policy_url, origins=origins, locale=locale, networks=networks,
-                controller_address=address, validity_days=validity_days)
-        except campaigns.InvalidCampaign as exc:
+                controller_address=address,
+                validity_days=validity_days or current_app.config["CONSENT_VALIDITY_DAYS"])
+        except (campaigns.InvalidCampaign, theme.InvalidTheme) as exc:
             raise click.ClickException(str(exc)) from None
+        for column, value in look.items():
+            setattr(campaign, column, value)
     _print_json(embed.describe(campaign, current_app.config["BASE_URL"]))
+
+
+@campaign_group.command("snippet")
+@click.argument("slug")
+@with_appcontext
+def campaign_snippet(slug):
+    """Print what to paste into a site to embed SLUG's widget: script, iframe, oEmbed URL."""
+    from . import embed
+    info = embed.describe(_campaign_or_fail(slug), current_app.config["BASE_URL"])
+    _print_json({key: info[key] for key in (
+        "slug", "widget_url", "embed_snippet", "fallback_snippet", "placeholder_snippet",
+        "iframe_snippet", "oembed_url", "versioned_loader_url", "origins")})
 
 
 # --- platform clients ------------------------------------------------------------------------
@@ -213,6 +240,97 @@ def jobs_run():
     from . import lifecycle
     report = lifecycle.run_jobs(current_app._get_current_object())
     _print_json({"expired": report.expired, "purged": report.purged})
+
+
+# --- webhooks ------------------------------------------------------------------------------
+@main.group("webhook")
+def webhook_group():
+    """Endpoints that receive a campaign's events, signed per Standard Webhooks."""
+
+
+def _endpoint_or_fail(campaign, endpoint_id: str):
+    from . import webhooks
+    endpoint = webhooks.endpoint_by_id(db.session(), campaign, endpoint_id)
+    if endpoint is None:
+        raise click.ClickException(f"no endpoint {endpoint_id!r} in campaign {campaign.slug!r}")
+    return endpoint
+
+
+@webhook_group.command("add")
+@click.argument("slug")
+@click.argument("url")
+@click.option("--event", "event_types", multiple=True,
+              help="An event type to deliver (repeatable; default: every type).")
+@with_appcontext
+def webhook_add(slug, url, event_types):
+    """Send campaign SLUG's events to URL; prints the endpoint and its secret (shown once)."""
+    from . import webhooks
+    with db.transaction() as session:
+        campaign = _campaign_or_fail(slug)
+        try:
+            endpoint = webhooks.add_endpoint(session, campaign, url, event_types)
+        except webhooks.InvalidEndpoint as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_json({"campaign": slug, **webhooks.describe(endpoint, with_secret=True)})
+
+
+@webhook_group.command("list")
+@click.argument("slug")
+@with_appcontext
+def webhook_list(slug):
+    """List campaign SLUG's endpoints (without their secrets)."""
+    from . import webhooks
+    campaign = _campaign_or_fail(slug)
+    _print_json({"campaign": slug, "endpoints": [
+        webhooks.describe(e) for e in webhooks.endpoints(db.session(), campaign)]})
+
+
+@webhook_group.command("remove")
+@click.argument("slug")
+@click.argument("endpoint_id")
+@with_appcontext
+def webhook_remove(slug, endpoint_id):
+    """Remove an endpoint; its undelivered events are dropped."""
+    from . import webhooks
+    with db.transaction() as session:
+        endpoint = _endpoint_or_fail(_campaign_or_fail(slug), endpoint_id)
+        dropped = webhooks.remove_endpoint(session, endpoint)
+    _print_json({"removed": endpoint_id, "dropped_events": dropped})
+
+
+@webhook_group.command("test")
+@click.argument("slug")
+@click.argument("endpoint_id")
+@with_appcontext
+def webhook_test(slug, endpoint_id):
+    """Send a signed webhook.test event now and print the endpoint's answer; exit 1 if not 2xx."""
+    from . import webhooks
+    campaign = _campaign_or_fail(slug)
+    result = webhooks.send_test(campaign, _endpoint_or_fail(campaign, endpoint_id))
+    _print_json(result)
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@webhook_group.command("redeliver")
+@click.argument("slug")
+@click.option("--event", "event_id", help="The id (webhook-id) of one event to send again.")
+@click.option("--since", type=click.DateTime(), help="Send again every event queued from then "
+                                                     "(UTC)...")
+@click.option("--until", type=click.DateTime(), help="...until then (UTC; default: now).")
+@with_appcontext
+def webhook_redeliver(slug, event_id, since, until):
+    """Queue events again, with their original webhook-id, to their still-active endpoints."""
+    from datetime import timezone
+    from . import webhooks
+    if (event_id is None) == (since is None):
+        raise click.ClickException("give either --event ID or --since TIME")
+    with db.transaction() as session:
+        count = webhooks.redeliver(
+            session, _campaign_or_fail(slug), event_id=event_id,
+            since=since.replace(tzinfo=timezone.utc) if since else None,
+            until=until.replace(tzinfo=timezone.utc) if until else None)
+    _print_json({"queued": count})
 
 
 # --- worker --------------------------------------------------------------------------------

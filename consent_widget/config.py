@@ -65,6 +65,25 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds before the first retry; each retry waits twice as long, up to six hours."),
     Setting("DEV_WORKER", False,
             "Run the outbox worker in a thread of the development server (make run sets it)."),
+    Setting("RATELIMIT_STORAGE_URL", "memory://",
+            "Where rate-limit counters live: memory:// (this process only) or "
+            "redis://host:port/db, shared by every instance."),
+    Setting("RATELIMIT_SIGNUP_PER_IP", "60 per minute",
+            "Widget submissions allowed per client address (Flask-Limiter notation, "
+            "several separated by ';')."),
+    Setting("RATELIMIT_SIGNUP_PER_EMAIL", "10 per hour",
+            "Widget submissions allowed per submitted email address."),
+    Setting("RATELIMIT_LINKS", "60 per minute",
+            "Requests to the confirm, manage and unsubscribe pages allowed per client address."),
+    Setting("RATELIMIT_TOKEN", "30 per minute",
+            "Requests to the OAuth token endpoint allowed per client address."),
+    Setting("RATELIMIT_API", "6000 per minute",
+            "Platform API requests allowed per OAuth client."),
+    Setting("TRUSTED_PROXIES", 0,
+            "Number of reverse proxies in front of the app whose X-Forwarded-For is trusted "
+            "for the client address (rate limits per address)."),
+    Setting("LOG_LEVEL", "INFO",
+            "Level of the JSON logs written to standard error (DEBUG, INFO, WARNING, ERROR)."),
 )
 
 

@@ -11,7 +11,9 @@ from typing import Iterator
 from flask import current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import BadRequest
 
 
 def make_engine(url: str) -> Engine:
@@ -38,11 +40,22 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _refuse_unstorable_input(exc: DataError):
+    # PostgreSQL refuses values that SQLite stores: a NUL character in a text, an integer past
+    # its column's range, a string longer than its column. Only a request's input gets that far
+    # unchecked, so it is the client's error (400), and answered alike on both databases.
+    current_app.logger.info("request refused by the database: %s", type(exc.orig).__name__)
+    close_session()
+    return current_app.handle_http_exception(
+        BadRequest("The request carries a value this service cannot store."))
+
+
 def init_app(app) -> None:
     """Give ``app`` its engine and session factory, and close the session after each context."""
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["consent_db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_session)
+    app.register_error_handler(DataError, _refuse_unstorable_input)
 
 
 def engine() -> Engine:

@@ -11,9 +11,13 @@ import threading
 from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
 from werkzeug.serving import make_server
 
-from . import campaigns, db, embed, keys, mail, oauth, outbox
+from . import campaigns, db, embed, keys, mail, oauth, outbox, webhooks
 
 DEMO_SLUG = "demo"
+#: The demo CRM (examples/platform) beside the service: the platform side of the loop.
+CRM_PORT = 5002
+_CRM_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "examples", "platform", "crm.py")
 dev_bp = Blueprint("dev", __name__)
 
 
@@ -37,6 +41,13 @@ def setup(app) -> dict:
                 json.dump({"client_id": client.client_id, "client_secret": secret}, fh)
     with open(credentials_file, encoding="utf-8") as fh:
         credentials = json.load(fh)
+    if "webhook_secret" not in credentials:
+        with db.transaction() as session:
+            endpoint = webhooks.add_endpoint(session, campaigns.by_slug(session, DEMO_SLUG),
+                                             f"http://127.0.0.1:{CRM_PORT}/webhooks/consent")
+        credentials["webhook_secret"] = endpoint.secret
+        with open(credentials_file, "w", encoding="utf-8") as fh:
+            json.dump(credentials, fh)
     return {**embed.describe(campaign, app.config["BASE_URL"]), **credentials}
 
 
@@ -79,6 +90,25 @@ def _host_app(widget_base: str, slug: str) -> Flask:
     return host
 
 
+def _start_crm(app, base: str):
+    """Serve the demo CRM of ``examples/platform`` in a thread, when this is a checkout."""
+    if not os.path.exists(_CRM_SOURCE):
+        return None
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("demo_crm", _CRM_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(os.path.join(app.instance_path, "demo-client.json"), encoding="utf-8") as fh:
+        credentials = json.load(fh)
+    from .client import ConsentClient
+    consent = ConsentClient(base, credentials["client_id"], credentials["client_secret"])
+    crm = module.create_crm(os.path.join(app.instance_path, "demo-crm.sqlite3"), consent,
+                            credentials["webhook_secret"])
+    server = make_server("127.0.0.1", CRM_PORT, crm, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def serve(app, *, port: int, host_port: int) -> None:
     """Run the app, the outbox worker and the demo host page until interrupted."""
     base = app.config["BASE_URL"].rstrip("/")
@@ -87,6 +117,7 @@ def serve(app, *, port: int, host_port: int) -> None:
         outbox.start_background_worker(app)
     host_server = make_server("127.0.0.1", host_port, _host_app(base, DEMO_SLUG), threaded=True)
     threading.Thread(target=host_server.serve_forever, daemon=True).start()
+    crm_server = _start_crm(app, base)
     print(f"""
 consent_widget is running.
   widget:             {base}/w/{DEMO_SLUG}
@@ -94,6 +125,7 @@ consent_widget is running.
   emails sent:        {base}/dev/outbox   (click the confirmation link there)
   receipts' keys:     {base}/.well-known/jwks.json
   platform client:    instance/demo-client.json   (see the README for curl examples)
+  demo CRM:           http://127.0.0.1:{CRM_PORT}/   (matches only with consent; purges on withdrawal)
 Press Ctrl+C to stop.
 """, flush=True)
     server = make_server("127.0.0.1", port, app, threaded=True)
@@ -103,3 +135,5 @@ Press Ctrl+C to stop.
         pass
     finally:
         host_server.shutdown()
+        if crm_server is not None:
+            crm_server.shutdown()

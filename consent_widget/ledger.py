@@ -19,10 +19,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import mail, notices, receipts
+from . import mail, receipts, webhooks
 from .emails import lookup_hmac, normalise
 from .models import (EXPIRED, GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
                      ConsentState, Notice, Signup, Subject, utcnow)
+# The current state is read through its own module; these names are part of the domain's API.
+from .state import StateView, effective_status, state_of, states_by_item, states_of  # noqa: F401
 
 GENESIS = "0" * 64
 
@@ -45,22 +47,6 @@ class Choice:
     ticked: bool
 
 
-@dataclass(frozen=True)
-class StateView:
-    """What the check API answers for one subject, purpose and network."""
-
-    status: str
-    subject_id: str | None = None
-    receipt_id: str | None = None
-    given_at: datetime | None = None
-    notice_version: int | None = None
-
-    @property
-    def allowed(self) -> bool:
-        """Only a confirmed, unwithdrawn, unexpired consent allows processing."""
-        return self.status == GIVEN
-
-
 @dataclass
 class ChainReport:
     """The outcome of :func:`verify_chain`."""
@@ -73,14 +59,20 @@ class ChainReport:
     campaigns: list[str] = field(default_factory=list)
 
 
+#: Statuses an unconfirmed submission cannot change: a consent given, and the withdrawals and
+#: expiries that tell platforms to delete what they matched.
+SETTLED = (GIVEN, WITHDRAWN, EXPIRED)
+
+
 def next_status(current: str | None, event_type: str) -> str:
     """The status after ``event_type`` happens to a consent whose status is ``current``.
 
-    A request or refusal from an unconfirmed submission must not undo a consent the person gave:
-    anyone can type anyone's address into a form. Only a confirmed act changes a given consent.
+    A request or refusal comes from an unconfirmed submission, and anyone can type anyone's
+    address into a form: it may not undo a consent the person gave, nor hide a withdrawal or an
+    expiry from the platforms that must act on it. Only a confirmed act changes those.
     """
-    if event_type in (REQUESTED, REFUSED) and current == GIVEN:
-        return GIVEN
+    if event_type in (REQUESTED, REFUSED) and current in SETTLED:
+        return current
     return event_type
 
 
@@ -141,6 +133,8 @@ def append(session: Session, campaign: Campaign, subject: Subject, purpose: str,
     campaign.ledger_seq = event.seq
     campaign.ledger_head = event.hash
     _apply_to_state(session, campaign, subject, event, notice)
+    # In the event's transaction: a platform hears of every event, and only of events kept.
+    webhooks.queue_ledger_event(session, campaign, event)
     return event
 
 
@@ -155,7 +149,7 @@ def _apply_to_state(session: Session, campaign: Campaign, subject: Subject, even
                              purpose=event.purpose, network=event.network)
         session.add(state)
     elif status == state.status and event.type != status:
-        return  # a request or refusal that leaves a given consent untouched
+        return  # a request or refusal that leaves a settled consent untouched
     state.status = status
     state.event_id = event.id
     state.updated_at = event.occurred_at
@@ -225,6 +219,14 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
     return signup
 
 
+def is_superseded(session: Session, signup: Signup) -> bool:
+    """Whether the subject submitted the form again after ``signup`` (confirmed or not): an
+    older confirmation link must never roll back a newer choice."""
+    return session.scalars(select(Signup.id).where(
+        Signup.campaign_id == signup.campaign_id, Signup.subject_id == signup.subject_id,
+        Signup.id > signup.id)).first() is not None
+
+
 def confirm(session: Session, campaign: Campaign, signup: Signup,
             now: datetime | None = None):
     """Confirm a signup (double opt-in): ``given`` for each ticked box, and a new receipt.
@@ -238,16 +240,13 @@ def confirm(session: Session, campaign: Campaign, signup: Signup,
     session.refresh(signup)
     if signup.confirmed_at is not None:
         raise AlreadyConfirmed()
-    newer = session.scalars(select(Signup.id).where(
-        Signup.campaign_id == campaign.id, Signup.subject_id == signup.subject_id,
-        Signup.id > signup.id, Signup.confirmed_at.is_(None))).first()
-    if newer is not None:
+    if is_superseded(session, signup):
         raise SignupSuperseded()
     subject = signup.subject
     if subject.email is None:
         raise SignupSuperseded()  # the address was erased or purged since the signup
     signup.confirmed_at = now
-    states = _states_by_item(session, campaign, subject)
+    states = states_by_item(session, campaign, subject)
     changed = False
     for item, ticked in signup.choices.items():
         purpose, _, network = item.partition(":")
@@ -282,7 +281,7 @@ def withdraw(session: Session, campaign: Campaign, subject: Subject, purpose: st
     now = now or utcnow()
     lock(session, campaign)
     withdrawn = []
-    for state in _states_by_item(session, campaign, subject).values():
+    for state in states_by_item(session, campaign, subject).values():
         if state.status != GIVEN:
             continue
         if purpose is not None and state.purpose != purpose:
@@ -301,85 +300,93 @@ def withdraw(session: Session, campaign: Campaign, subject: Subject, purpose: st
     return receipt
 
 
-def _states_by_item(session: Session, campaign: Campaign, subject: Subject) -> dict[str, ConsentState]:
-    rows = session.scalars(select(ConsentState).where(ConsentState.campaign_id == campaign.id,
-                                                      ConsentState.subject_id == subject.id))
-    return {row.purpose + ":" + row.network: row for row in rows}
-
-
-def states_of(session: Session, campaign: Campaign, subject: Subject,
-              now: datetime | None = None) -> list[ConsentState]:
-    """The subject's current states, newsletter first, then networks by name."""
-    rows = _states_by_item(session, campaign, subject).values()
-    return sorted(rows, key=lambda s: (s.purpose != "newsletter", s.purpose, s.network))
-
-
-def effective_status(state: ConsentState | None, now: datetime) -> str:
-    """The status a state has now: ``given`` past its validity reads as ``expired``."""
-    if state is None:
-        return "unknown"
-    if state.status == GIVEN and state.expires_at is not None and state.expires_at <= now:
-        return EXPIRED
-    return state.status
-
-
-def state_of(session: Session, campaign: Campaign, subject: Subject | None, purpose: str,
-             network: str, now: datetime | None = None) -> StateView:
-    """What a platform may do with this subject for exactly this purpose and network."""
-    now = now or utcnow()
-    if subject is None:
-        return StateView(status="unknown")
-    state = session.scalars(select(ConsentState).where(
-        ConsentState.campaign_id == campaign.id, ConsentState.subject_id == subject.id,
-        ConsentState.purpose == purpose, ConsentState.network == network)).first()
-    status = effective_status(state, now)
-    if state is None or status != GIVEN:
-        return StateView(status=status, subject_id=subject.public_id)
-    notice = session.get(Notice, state.notice_id) if state.notice_id else None
-    return StateView(status=status, subject_id=subject.public_id, receipt_id=state.receipt_id,
-                     given_at=state.given_at, notice_version=notice.version if notice else None)
-
-
 def verify_chain(session: Session, campaign: Campaign) -> ChainReport:
-    """Recompute the campaign's hash chain; report the first event that does not verify.
+    """Recompute the campaign's hash chain and replay it; report the first thing that is wrong.
 
     Catches an altered row (its hash no longer matches), a removed or inserted row (a gap in the
-    sequence or a broken link), and a removed tail (the head stored on the campaign disagrees).
+    sequence or a broken link), a removed tail (the head stored on the campaign disagrees), an
+    event naming a row that does not exist, and a current state (what the check API answers)
+    that differs from the replay of the events.
     """
     prev = GENESIS
-    expected_seq = 1
     count = 0
-    subjects: dict[int, str] = {}
-    notice_hashes: dict[int, str] = {}
-    signups: dict[int, str] = {}
+    names = _RowNames(session)
+    replayed: dict[tuple, tuple[str, int]] = {}
     rows = session.execute(select(ConsentEvent).where(ConsentEvent.campaign_id == campaign.id)
                            .order_by(ConsentEvent.seq).execution_options(yield_per=1000))
     for event in rows.scalars():
-        if event.subject_id not in subjects:
-            subjects[event.subject_id] = session.get(Subject, event.subject_id).public_id
-        if event.notice_id is not None and event.notice_id not in notice_hashes:
-            notice_hashes[event.notice_id] = session.get(Notice, event.notice_id).text_sha256
-        if event.signup_id is not None and event.signup_id not in signups:
-            signups[event.signup_id] = session.get(Signup, event.signup_id).public_id
+        subject, notice_sha, signup = names.of(event)
         problem = ""
-        if event.seq != expected_seq:
-            problem = f"expected sequence number {expected_seq}, found {event.seq}"
+        if event.seq != count + 1:
+            problem = f"expected sequence number {count + 1}, found {event.seq}"
         elif event.prev_hash != prev:
             problem = "its previous-hash does not match the event before it"
-        elif event.hash != event_hash(event, campaign, subjects[event.subject_id],
-                                      notice_hashes.get(event.notice_id),
-                                      signups.get(event.signup_id)):
+        elif subject is None or notice_sha is False or signup is False:
+            problem = "it names a subject, notice or signup that does not exist"
+        elif event.hash != event_hash(event, campaign, subject, notice_sha, signup):
             problem = "its content does not match its hash"
         if problem:
             return ChainReport(ok=False, events=count, head=prev, reason=problem,
                                broken_event={"id": event.id, "seq": event.seq,
                                              "campaign": campaign.slug})
+        key = (event.subject_id, event.purpose, event.network)
+        status = next_status(replayed.get(key, (None,))[0], event.type)
+        if key not in replayed or status != replayed[key][0] or event.type == status:
+            replayed[key] = (status, event.id)
         prev = event.hash
-        expected_seq += 1
         count += 1
     if count != campaign.ledger_seq or prev != campaign.ledger_head:
         return ChainReport(ok=False, events=count, head=prev,
                            reason=f"the campaign's head is event {campaign.ledger_seq}, "
                                   f"the chain ends at event {count}",
                            broken_event={"seq": count + 1, "campaign": campaign.slug})
+    mismatch = _state_mismatch(session, campaign, replayed)
+    if mismatch is not None:
+        return ChainReport(ok=False, events=count, head=prev, broken_event=mismatch,
+                           reason="a current state differs from the replay of the ledger")
     return ChainReport(ok=True, events=count, head=prev)
+
+
+class _RowNames:
+    """The hashed names of the rows events point to, each looked up once.
+
+    ``of`` gives (subject public id or None, notice hash, signup public id); a notice or signup
+    that is named but missing comes back as False, so tampering is reported, not crashed on.
+    """
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.cache: dict[tuple, object] = {}
+
+    def _get(self, model, pk, attribute):
+        if pk is None:
+            return None
+        if (model, pk) not in self.cache:
+            row = self.session.get(model, pk)
+            self.cache[(model, pk)] = getattr(row, attribute) if row is not None else False
+        return self.cache[(model, pk)]
+
+    def of(self, event: ConsentEvent):
+        subject = self._get(Subject, event.subject_id, "public_id")
+        return (subject or None, self._get(Notice, event.notice_id, "text_sha256"),
+                self._get(Signup, event.signup_id, "public_id"))
+
+
+def _state_mismatch(session: Session, campaign: Campaign, replayed: dict) -> dict | None:
+    """The first state row that disagrees with the replay (or is missing from it), or None."""
+    stored = session.execute(select(ConsentState.id, ConsentState.subject_id,
+                                    ConsentState.purpose, ConsentState.network,
+                                    ConsentState.status, ConsentState.event_id)
+                             .where(ConsentState.campaign_id == campaign.id))
+    seen = set()
+    for state_id, subject_id, purpose, network, status, event_id in stored:
+        key = (subject_id, purpose, network)
+        seen.add(key)
+        if replayed.get(key) != (status, event_id):
+            return {"state_id": state_id, "campaign": campaign.slug}
+    missing = set(replayed) - seen
+    if missing:
+        subject_id, purpose, network = sorted(missing)[0]
+        return {"subject_id": subject_id, "purpose": purpose, "network": network,
+                "campaign": campaign.slug}
+    return None

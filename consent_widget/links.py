@@ -7,7 +7,7 @@ cookie or session is needed, and a superseded or foreign token is refused.
 from __future__ import annotations
 
 from flask import Blueprint, abort, g, render_template, request
-from flask_babel import get_locale, gettext
+from flask_babel import get_locale
 
 from . import campaigns, db, ledger, lifecycle, notices, receipts, tokens, urls
 from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
@@ -60,6 +60,18 @@ def _subject(purpose: str, campaign, token: str) -> Subject:
     return subject
 
 
+@bp.after_request
+def _private_page(response):
+    """Link pages show one person's choices: never cached, framed, or named in a Referer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'")
+    return response
+
+
 @bp.errorhandler(LinkRefused)
 def _refused(exc: LinkRefused):
     # 410 Gone for a link that was good once, 404 for one that never was ours.
@@ -72,19 +84,13 @@ def _locale() -> str:
     return str(get_locale())
 
 
-def _items(signup: Signup) -> list[dict]:
+def _items(campaign, signup: Signup) -> list[dict]:
     items = []
     for item, ticked in signup.choices.items():
         purpose, _, network = item.partition(":")
         items.append({"purpose": purpose, "network": network, "ticked": ticked,
-                      "label": _label(purpose, network)})
+                      "label": notices.item_label(campaign, purpose, network)})
     return items
-
-
-def _label(purpose: str, network: str) -> str:
-    if purpose == NEWSLETTER:
-        return gettext("The newsletter by email")
-    return gettext("Matching with my %(network)s profile", network=notices.network_label(network))
 
 
 @bp.route("/w/<slug>/confirm/<token>", methods=["GET", "POST"])
@@ -93,19 +99,20 @@ def confirm(slug: str, token: str):
     campaign = g.link_campaign = _campaign(slug)
     signup = _signup(campaign, token)
     if request.method == "GET":
-        state = "confirmed" if signup.confirmed_at else "pending"
-        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+        state = ("confirmed" if signup.confirmed_at else
+                 "superseded" if ledger.is_superseded(db.session(), signup) else "pending")
+        return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state=state, token=token)
     try:
         with db.transaction() as session:
             receipt = ledger.confirm(session, campaign, signup)
     except ledger.AlreadyConfirmed:
-        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+        return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state="confirmed", token=token)
     except ledger.SignupSuperseded:
-        return render_template("links/confirm.html", campaign=campaign, items=_items(signup),
+        return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state="superseded", token=token), 409
-    return render_template("links/confirmed.html", campaign=campaign, items=_items(signup),
+    return render_template("links/confirmed.html", campaign=campaign, items=_items(campaign, signup),
                            receipt=receipts.decode(receipt) if receipt else None,
                            email=signup.subject.email,
                            manage_url=urls.manage_url(campaign, signup.subject))
@@ -114,7 +121,8 @@ def confirm(slug: str, token: str):
 def _manage_context(campaign, subject: Subject) -> dict:
     session = db.session()
     now = utcnow()
-    states = [{"purpose": s.purpose, "network": s.network, "label": _label(s.purpose, s.network),
+    states = [{"purpose": s.purpose, "network": s.network,
+               "label": notices.item_label(campaign, s.purpose, s.network),
                "status": ledger.effective_status(s, now), "given_at": s.given_at,
                "expires_at": s.expires_at}
               for s in ledger.states_of(session, campaign, subject)]

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import notices, outbox, urls
+from .state import effective_status, states_of
 from .models import GIVEN, NEWSLETTER, SOCIAL_MATCHING, ConsentState, OutboxMessage, utcnow
 
 KIND = "email"
@@ -55,16 +56,6 @@ def _locale_for(locale: str | None, campaign) -> str:
     return campaign.locale if campaign.locale in notices.LOCALES else notices.LOCALES[0]
 
 
-def _item_label(campaign, purpose: str, network: str) -> str:
-    """What a person agreed to, in the words of the current locale."""
-    if purpose == NEWSLETTER:
-        return gettext("The newsletter of %(campaign)s by email", campaign=campaign.name)
-    if purpose == SOCIAL_MATCHING:
-        return gettext("Matching your email address with your public %(network)s profile",
-                       network=notices.network_label(network))
-    raise ValueError(f"unknown purpose {purpose!r}")
-
-
 def _render(name: str, **context) -> tuple[str, str]:
     """The text and HTML parts of ``templates/email/<name>``.
 
@@ -80,8 +71,11 @@ def _compose(campaign, to: str, locale: str, subject_line: str, text: str, html:
              headers: dict[str, str] | None = None) -> EmailMessage:
     sender = current_app.config["MAIL_FROM"]
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-    # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531).
-    policy = email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8
+    # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531). Lines may
+    # run to RFC 5322's 998 characters: folded at 78, a long List-Unsubscribe URL would be
+    # rewritten into encoded words, which RFC 2369 forbids and mail providers then ignore.
+    policy = (email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8).clone(
+        max_line_length=998)
     message = EmailMessage(policy=policy)
     message["From"] = sender
     message["To"] = to
@@ -94,8 +88,9 @@ def _compose(campaign, to: str, locale: str, subject_line: str, text: str, html:
     message["Auto-Submitted"] = "auto-generated"
     for name, value in (headers or {}).items():
         message[name] = value
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    # Quoted-printable keeps every body line ASCII and short, whatever the header line length.
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
     # After the parts: set_content() moves every Content-* header down into the text part.
     message["Content-Language"] = locale
     return message
@@ -115,7 +110,7 @@ def queue_confirmation(session: Session, campaign, subject, signup) -> OutboxMes
     locale = _locale_for(signup.locale, campaign)
     items = [(item.partition(":"), ticked) for item, ticked in signup.choices.items()]
     with force_locale(locale):
-        labels = [(_item_label(campaign, purpose, network), ticked)
+        labels = [(notices.item_label(campaign, purpose, network), ticked)
                   for (purpose, _, network), ticked in items]
         title = gettext("Confirm your email address for %(campaign)s", campaign=campaign.name)
         days = max(1, int(current_app.config["CONFIRM_MAX_AGE"]) // 86400)
@@ -131,14 +126,8 @@ def queue_confirmation(session: Session, campaign, subject, signup) -> OutboxMes
     return _enqueue(session, campaign, message)
 
 
-def _states(session: Session, campaign, subject) -> list[ConsentState]:
-    rows = session.scalars(select(ConsentState).where(ConsentState.campaign_id == campaign.id,
-                                                      ConsentState.subject_id == subject.id))
-    return sorted(rows, key=lambda s: (s.purpose != NEWSLETTER, s.purpose, s.network))
-
-
 def _is_given(state: ConsentState, now) -> bool:
-    return state.status == GIVEN and (state.expires_at is None or state.expires_at > now)
+    return effective_status(state, now) == GIVEN
 
 
 def newsletter_headers(campaign, subject) -> dict[str, str]:
@@ -157,7 +146,7 @@ def queue_receipt(session: Session, campaign, subject, receipt, locale: str) -> 
         return None
     locale = _locale_for(locale, campaign)
     now = utcnow()
-    states = _states(session, campaign, subject)
+    states = states_of(session, campaign, subject)
     newsletter_given = any(s.purpose == NEWSLETTER and _is_given(s, now) for s in states)
     with force_locale(locale):
         title = gettext("Your consent choices for %(campaign)s", campaign=campaign.name)
@@ -167,9 +156,9 @@ def queue_receipt(session: Session, campaign, subject, receipt, locale: str) -> 
             receipt_id=receipt.id if receipt is not None else None,
             issued_at=(format_local_datetime(receipt.issued_at, rebase=False)
                        if receipt is not None else None),
-            given=[_item_label(campaign, s.purpose, s.network) for s in states
+            given=[notices.item_label(campaign, s.purpose, s.network) for s in states
                    if _is_given(s, now)],
-            not_given=[_item_label(campaign, s.purpose, s.network) for s in states
+            not_given=[notices.item_label(campaign, s.purpose, s.network) for s in states
                        if not _is_given(s, now)],
             manage_url=urls.manage_url(campaign, subject))
     headers = newsletter_headers(campaign, subject) if newsletter_given else None
@@ -189,7 +178,7 @@ def queue_renewal(session: Session, campaign, subject, expired: list[ConsentStat
         title = gettext("Your consents to %(campaign)s have ended", campaign=campaign.name)
         text, html = _render(
             "renewal", locale=locale, campaign=campaign, preview=title,
-            expired=[_item_label(campaign, s.purpose, s.network) for s in expired],
+            expired=[notices.item_label(campaign, s.purpose, s.network) for s in expired],
             widget_url=urls.widget_url(campaign), manage_url=urls.manage_url(campaign, subject))
     message = _compose(campaign, subject.email, locale, title, text, html)
     return _enqueue(session, campaign, message)

@@ -48,8 +48,11 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+        if value is not None:
+            # PostgreSQL answers in the session's TimeZone (+01:00 in Paris): back to UTC, or the
+            # ISO string the ledger hashes would change with the server's settings.
+            value = (value.replace(tzinfo=timezone.utc) if value.tzinfo is None
+                     else value.astimezone(timezone.utc))
         return value
 
 

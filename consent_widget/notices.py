@@ -10,6 +10,7 @@ import hashlib
 
 from flask_babel import force_locale, gettext
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Notice
@@ -18,10 +19,23 @@ NETWORK_LABELS = {"facebook": "Facebook", "linkedin": "LinkedIn", "twitter": "X 
                   "meetup": "Meetup"}
 LOCALES = ("fr", "en")
 
+#: How often :func:`current_notice` reads again after losing the race to record a version.
+_RECORD_ATTEMPTS = 5
+
 
 def network_label(network: str) -> str:
     """The name a person knows a network by."""
     return NETWORK_LABELS.get(network, network.capitalize())
+
+
+def item_label(campaign: Campaign, purpose: str, network: str) -> str:
+    """A short name of what a box asks, in the current locale, for pages and emails."""
+    if purpose == NEWSLETTER:
+        return gettext("The newsletter of %(campaign)s by email", campaign=campaign.name)
+    if purpose == SOCIAL_MATCHING:
+        return gettext("Matching your email address with your public %(network)s profile",
+                       network=network_label(network))
+    raise ValueError(f"unknown purpose {purpose!r}")
 
 
 def notice_text(campaign: Campaign, purpose: str, network: str, locale: str) -> str:
@@ -53,19 +67,28 @@ def current_notice(session: Session, campaign: Campaign, purpose: str, network: 
     """The notice for the text shown now, recording a new version when the text changed."""
     text = notice_text(campaign, purpose, network, locale)
     digest = text_sha256(text)
-    latest = session.scalars(
-        select(Notice)
-        .where(Notice.campaign_id == campaign.id, Notice.purpose == purpose,
-               Notice.network == network, Notice.locale == locale)
-        .order_by(Notice.version.desc()).limit(1)
-    ).first()
-    if latest is not None and latest.text_sha256 == digest:
-        return latest
-    notice = Notice(campaign_id=campaign.id, purpose=purpose, network=network, locale=locale,
-                    version=(latest.version + 1) if latest else 1, text=text, text_sha256=digest)
-    session.add(notice)
-    session.flush()
-    return notice
+    for _ in range(_RECORD_ATTEMPTS):
+        latest = session.scalars(
+            select(Notice)
+            .where(Notice.campaign_id == campaign.id, Notice.purpose == purpose,
+                   Notice.network == network, Notice.locale == locale)
+            .order_by(Notice.version.desc()).limit(1)
+        ).first()
+        if latest is not None and latest.text_sha256 == digest:
+            return latest
+        notice = Notice(campaign_id=campaign.id, purpose=purpose, network=network, locale=locale,
+                        version=(latest.version + 1) if latest else 1, text=text,
+                        text_sha256=digest)
+        try:
+            # The first views of a new text race on PostgreSQL: several processes read "no such
+            # version" and insert the same one. The unique constraint lets one win; the others
+            # roll back only this savepoint and read the winner's row on the next turn.
+            with session.begin_nested():
+                session.add(notice)
+        except IntegrityError:
+            continue
+        return notice
+    raise RuntimeError(f"could not record a notice version for {purpose}:{network}")
 
 
 def offered_items(campaign: Campaign) -> list[tuple[str, str]]:

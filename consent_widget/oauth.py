@@ -8,6 +8,7 @@ keeps token checks cheap, and a copy of the database yields no usable credential
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -16,7 +17,7 @@ from datetime import timedelta
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector, current_token
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
-from flask import Blueprint, abort, current_app, jsonify
+from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import select
 
 from . import db
@@ -167,14 +168,27 @@ def create_client(session, campaign: Campaign, *, name: str = "") -> tuple[OAuth
     return client, secret
 
 
-def token_campaign_id() -> int:
-    """The campaign of the bearer token of the current request."""
-    return current_token.campaign_id
+def _undecodable_basic_credentials() -> bool:
+    """Whether the Basic credentials are not UTF-8, which Authlib would fail on with a 500."""
+    header = request.headers.get("Authorization", "")
+    if not header[:6].lower() == "basic ":
+        return False
+    try:
+        base64.b64decode(header[6:].strip(), validate=False).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return False
 
 
 @bp.post("/oauth/token")
 def issue_token():
     """The token endpoint (RFC 6749 §4.4); errors keep the RFC 6749 shape."""
+    if _undecodable_basic_credentials():
+        response = jsonify(error="invalid_client",
+                           error_description="The client credentials are not valid UTF-8.")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="consent_widget"'
+        return response
     return current_app.extensions["consent_oauth"].create_token_response()
 
 

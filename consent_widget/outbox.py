@@ -55,6 +55,7 @@ class Claim:
     payload: str
     attempts: int
     campaign_id: int | None
+    created_at: datetime
 
 
 def _send_email(app, claim: Claim) -> None:
@@ -65,8 +66,21 @@ def _send_email(app, claim: Claim) -> None:
 #: How each kind of message is delivered: ``sender(app, claim)`` returns on success and raises on
 #: failure (:class:`PermanentFailure` to give up at once). Workers only claim kinds listed here,
 #: so a worker of an older release leaves a newer kind of message to the workers that know it.
+def _send_webhook(app, claim: Claim) -> None:
+    from . import webhooks  # webhooks queues through this module, so it is imported late
+    webhooks.deliver(app, claim)
+
+
 SENDERS: dict[str, Callable[[object, Claim], None]] = {
     "email": _send_email,
+    "webhook": _send_webhook,
+}
+
+#: Kinds retried for a length of time rather than a number of attempts. Standard Webhooks asks
+#: for retries over days, since a platform's endpoint may be down over a weekend; the last
+#: attempt is made at the end of the window, then the message is dead.
+RETRY_WINDOWS: dict[str, timedelta] = {
+    "webhook": timedelta(days=3),
 }
 
 
@@ -106,14 +120,20 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[Claim]:
 
     Each row is taken by a conditional UPDATE that repeats the due test; a row another worker
     took in between matches nothing (rowcount 0) and is skipped. The attempt is counted here, so
-    a message that crashes its worker still reaches the dead state. On PostgreSQL this function
-    can become one ``SELECT ... FOR UPDATE SKIP LOCKED`` followed by the same UPDATE.
+    a message that crashes its worker still reaches the dead state.
+
+    On PostgreSQL the candidates are read with ``FOR UPDATE SKIP LOCKED``, so concurrent workers
+    pick different rows instead of queueing behind each other's locks; the conditional UPDATE
+    stays as the guarantee. SQLite has no row locks (SQLAlchemy leaves the clause out): there
+    every transaction starts with ``BEGIN IMMEDIATE``, so claims are serialised whole and the
+    conditional UPDATE alone keeps two workers off the same row.
     """
     # A few more candidates than needed, so that rows lost to a concurrent worker do not leave
     # this batch short while other rows are due.
     candidates = session.scalars(select(OutboxMessage.id).where(_due(now))
                                  .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-                                 .limit(limit + 10)).all()
+                                 .limit(limit + 10)
+                                 .with_for_update(skip_locked=True)).all()
     claimed = []
     for message_id in candidates:
         if len(claimed) == limit:
@@ -128,7 +148,8 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[Claim]:
                            .order_by(OutboxMessage.id)
                            .execution_options(populate_existing=True)).all()
     claims = [Claim(id=row.id, kind=row.kind, recipient=row.recipient, payload=row.payload,
-                    attempts=row.attempts, campaign_id=row.campaign_id) for row in rows]
+                    attempts=row.attempts, campaign_id=row.campaign_id,
+                    created_at=row.created_at) for row in rows]
     session.commit()
     return claims
 
@@ -145,13 +166,26 @@ def _record_sent(session: Session, claim: Claim, now: datetime) -> None:
     session.commit()
 
 
+def _is_last_attempt(claim: Claim, now: datetime, max_attempts: int) -> bool:
+    window = RETRY_WINDOWS.get(claim.kind)
+    if window is None:
+        return claim.attempts >= max_attempts
+    return now >= claim.created_at + window
+
+
+def _next_attempt(claim: Claim, now: datetime, base: float) -> datetime:
+    due = now + backoff(claim.attempts, base)
+    window = RETRY_WINDOWS.get(claim.kind)
+    return due if window is None else min(due, claim.created_at + window)
+
+
 def _record_failure(session: Session, claim: Claim, now: datetime, error: str, *,
                     dead: bool, base: float) -> None:
     values = {"claimed_until": None, "last_error": error}
     if dead:
         values["status"] = DEAD
     else:
-        values["next_attempt_at"] = now + backoff(claim.attempts, base)
+        values["next_attempt_at"] = _next_attempt(claim, now, base)
     # Only a pending row: if our lease ran out and another worker has since sent it, keep "sent".
     session.execute(update(OutboxMessage)
                     .where(OutboxMessage.id == claim.id, OutboxMessage.status == PENDING)
@@ -181,7 +215,8 @@ def deliver_due(app, now: datetime | None = None, limit: int = 100) -> dict:
                 try:
                     SENDERS[claim.kind](app, claim)
                 except Exception as exc:  # whatever breaks a send, the message must survive it
-                    dead = isinstance(exc, PermanentFailure) or claim.attempts >= max_attempts
+                    dead = isinstance(exc, PermanentFailure) or \
+                        _is_last_attempt(claim, clock(), max_attempts)
                     _record_failure(session, claim, clock(), _describe(exc), dead=dead, base=base)
                     stats["dead" if dead else "retried"] += 1
                     log.warning("outbox message %s (%s) attempt %s failed%s: %s", claim.id,

@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from . import db, keys, notices
 from .keys import InvalidSignature
-from .models import (EVENT_TYPES, GIVEN, NEWSLETTER, REQUESTED, SOCIAL_MATCHING, Campaign,
-                     ConsentEvent, ConsentState, Notice, Receipt, Subject, utcnow)
+from .state import effective_status, states_of
+from .models import (EVENT_TYPES, EXPIRED, GIVEN, NEWSLETTER, REQUESTED, SOCIAL_MATCHING,
+                     WITHDRAWN, Campaign, ConsentEvent, ConsentState, Notice, Receipt, Signup,
+                     Subject, utcnow)
 
 RECEIPT_TYP = "consent-receipt+jwt"
 DECISION_TYP = "consent-decision+jwt"
@@ -108,10 +110,8 @@ def issue(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
     Called by the ledger inside its transaction, which holds the campaign's ledger lock: this
     only flushes. Every state row of the subject then names the new receipt.
     """
-    from . import ledger  # here, not at the top: the ledger imports this module
-
-    states = ledger.states_of(session, campaign, subject)
-    items = [(state, ledger.effective_status(state, now),
+    states = states_of(session, campaign, subject)
+    items = [(state, effective_status(state, now),
               session.get(Notice, state.notice_id) if state.notice_id else None)
              for state in states]
     receipt_id = str(uuid.uuid4())
@@ -153,6 +153,10 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
     ``items`` holds (state, effective status, notice) for every item the subject was asked about.
     """
     given = [(state, notice) for state, status, notice in items if status == GIVEN]
+    # Kantara lists the services a receipt is about: those given, or, for a receipt that records
+    # their end (every consent withdrawn or expired), those that ended, with how they ended.
+    ended = [(state, notice) for state, status, notice in items
+             if status in (WITHDRAWN, EXPIRED) and notice is not None]
     issued = int(now.timestamp())
     return {
         "version": KANTARA_VERSION,
@@ -163,7 +167,8 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
         "piiPrincipalId": subject.public_id,
         "piiControllers": [_controller(campaign)],
         "policyUrl": campaign.policy_url,
-        "services": [_service(campaign, state, notice) for state, notice in given],
+        "services": ([_service(campaign, state, notice) for state, notice in given] or
+                     [_service(campaign, state, notice, ended_at=now) for state, notice in ended]),
         # Supporting a campaign reveals a political opinion (GDPR Art. 9), whatever was chosen.
         "sensitive": True,
         "spiCat": ["political opinions"],
@@ -183,6 +188,9 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
                              key=lambda record: record["time"]),
             **_policy_texts(campaign, [state for state, _ in given]),
             "supersedes": supersedes,
+            "gpc": _gpc_signal(session, campaign, subject),
+            "storageLocations": [f"the consent database of {campaign.controller}, operated "
+                                 f"with consent_widget at {current_app.config['BASE_URL']}"],
         },
     }
 
@@ -194,8 +202,20 @@ def _controller(campaign: Campaign) -> dict:
             "email": campaign.contact_email, "phone": "", "piiControllerUrl": campaign.policy_url}
 
 
-def _service(campaign: Campaign, state: ConsentState, notice: Notice) -> dict:
+def _gpc_signal(session: Session, campaign: Campaign, subject: Subject) -> bool:
+    """Whether the browser of the subject's latest signup sent Global Privacy Control."""
+    return bool(session.scalar(select(Signup.gpc).where(
+        Signup.campaign_id == campaign.id, Signup.subject_id == subject.id)
+        .order_by(Signup.id.desc()).limit(1)))
+
+
+def _service(campaign: Campaign, state: ConsentState, notice: Notice,
+             ended_at: datetime | None = None) -> dict:
     matching = state.purpose == SOCIAL_MATCHING
+    termination = ("withdrawal at any time via the manage link in every email, or when "
+                   f"consent expires after {campaign.validity_days} days")
+    if ended_at is not None:
+        termination = f"consent {state.status} on {_iso(state.updated_at)}"
     purpose = {
         # The exact text the person agreed to: the ledger records the notice of every ``given``.
         "purpose": notice.text,
@@ -203,8 +223,7 @@ def _service(campaign: Campaign, state: ConsentState, notice: Notice) -> dict:
         "consentType": "EXPLICIT",
         "piiCategory": _PII_CATEGORIES[state.purpose],
         "primaryPurpose": not matching,
-        "termination": "withdrawal at any time via the manage link in every email, or when "
-                       f"consent expires after {campaign.validity_days} days",
+        "termination": termination,
         # Matching discloses the email address to the network, which looks the profile up.
         "thirdPartyDisclosure": matching,
     }

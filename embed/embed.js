@@ -1,6 +1,9 @@
-/* consent_widget loader: replaces each snippet with an iframe of the campaign's widget.
- * <script src="BASE/embed.js" data-campaign="SLUG" async></script>
- * Sets no cookie, uses no storage and loads nothing from any host but the widget's own. */
+/* consent_widget loader: puts the campaign's widget, in an iframe, where the snippet is.
+ *   <script src="BASE/embed.js" data-campaign="SLUG" async></script>
+ * or, for site builders that strip attributes from scripts, a placeholder anywhere on the page:
+ *   <div data-consent-campaign="SLUG"></div>
+ * Optional attributes: data-lang="fr|en", data-title="title of the frame".
+ * Sets no cookie, uses no storage and asks nothing of any host but the widget's own. */
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -8,35 +11,51 @@
   var base = new URL(script.src).origin;
   var frames = [];
 
-  function mount(anchor, slug) {
-    if (!slug || anchor.getAttribute("data-consent-mounted")) { return; }
+  function attr(element, name) { return element.getAttribute("data-" + name); }
+
+  function mount(anchor, slug, inside) {
+    if (!slug || attr(anchor, "consent-mounted")) { return; }
     anchor.setAttribute("data-consent-mounted", "1");
-    var src = base + "/w/" + encodeURIComponent(slug) +
-      "?origin=" + encodeURIComponent(window.location.origin);
-    var lang = anchor.getAttribute("data-lang");
-    if (lang) { src += "&lang=" + encodeURIComponent(lang); }
+    var lang = attr(anchor, "lang");
+    var french = /^fr/i.test(lang || document.documentElement.lang || "");
     var frame = document.createElement("iframe");
-    frame.src = src;
-    frame.title = anchor.getAttribute("data-title") || "Consent";
-    frame.style.cssText = "width:100%;max-width:40rem;border:0;height:32rem;display:block";
-    frame.setAttribute("loading", "lazy");
+    frame.src = base + "/w/" + encodeURIComponent(slug) + "?origin=" +
+      encodeURIComponent(location.origin) + (lang ? "&lang=" + encodeURIComponent(lang) : "");
+    frame.title = attr(anchor, "title") ||
+      (french ? "Inscription et consentements" : "Sign-up and consent");
+    // Until the widget says how tall it is; then its own height, so the host page never scrolls
+    // inside the frame.
+    frame.style.cssText = "display:block;width:100%;max-width:40rem;height:36rem;border:0";
     frames.push(frame);
-    anchor.parentNode.insertBefore(frame, anchor.nextSibling);
+    if (inside) {
+      anchor.appendChild(frame);
+    } else {
+      anchor.parentNode.insertBefore(frame, anchor.nextSibling);
+    }
   }
 
-  window.addEventListener("message", function (event) {
-    if (event.origin !== base || !event.data || event.data.type !== "consent-widget:height") { return; }
+  function mountAll() {
+    var holders = document.querySelectorAll("[data-consent-campaign]");
+    for (var i = 0; i < holders.length; i++) {
+      mount(holders[i], attr(holders[i], "consent-campaign"), true);
+    }
+  }
+
+  addEventListener("message", function (event) {
+    var data = event.data;
+    // Only the widget's own origin may resize, and only the frame that sent the message.
+    if (event.origin !== base || !data || data.type !== "consent-widget:height") { return; }
     for (var i = 0; i < frames.length; i++) {
       if (frames[i].contentWindow === event.source) {
-        var height = Math.max(100, Math.min(4000, Number(event.data.height) || 0));
-        frames[i].style.height = height + "px";
+        frames[i].style.height = Math.max(80, Math.min(5000, +data.height || 0)) + "px";
       }
     }
   });
 
-  mount(script, script.getAttribute("data-campaign"));
-  var holders = document.querySelectorAll("div[data-consent-campaign]");
-  for (var i = 0; i < holders.length; i++) {
-    mount(holders[i], holders[i].getAttribute("data-consent-campaign"));
+  mount(script, attr(script, "campaign"), false);
+  mountAll();
+  // An async script may run before the rest of the page is parsed.
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", mountAll);
   }
 })();

@@ -3,6 +3,8 @@ campaign. Module-specific fixtures (SMTP server, API token, ...) live beside the
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -10,11 +12,18 @@ import email_validator
 import pytest
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from consent_widget import create_app, db, migrate
 from consent_widget.campaigns import create_campaign
 
 CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "translations"
+
+#: The databases every test that uses ``app`` runs on: SQLite always, PostgreSQL too when
+#: ``CONSENT_TEST_POSTGRES_URL`` names a server (``.ci/run`` sets it).
+POSTGRES_URL = os.environ.get("CONSENT_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
 # Test addresses use the reserved .test domain, which email-validator accepts only in its test mode.
@@ -61,16 +70,50 @@ def app_config(tmp_path, compiled_catalogues):
     }
 
 
-@pytest.fixture
-def app(app_config, migrated_sqlite):
-    """The application on a freshly migrated database."""
-    url = app_config["DATABASE_URL"]
-    if url.startswith("sqlite:///"):
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A PostgreSQL database of this session's own, migrated once by Alembic and dropped at the
+    end: ``(url, engine)``. Its own database, so that two runs of the suite on one server (two
+    developers, or CI beside a developer) never see each other's rows."""
+    server = make_url(POSTGRES_URL)
+    name = f"consent_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    engine = db.make_engine(url)
+    migrate.upgrade(engine)
+    yield url, engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def reset_postgres(engine) -> None:
+    """Empty every table and restart its ids: the state of a fresh migration, in milliseconds.
+
+    A test that migrated down (``test_migrations``) and failed half-way is repaired first."""
+    if migrate.current(engine) != migrate.head():
+        migrate.upgrade(engine)
+    with engine.begin() as connection:
+        tables = connection.execute(text(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename <> 'alembic_version'")).scalars().all()
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def app(request, app_config, migrated_sqlite):
+    """The application on a freshly migrated database: SQLite, then PostgreSQL when configured."""
+    if request.param == "postgresql":
+        url, engine = request.getfixturevalue("postgres_database")
+        reset_postgres(engine)
+        app_config["DATABASE_URL"] = url
+    else:
+        url = app_config["DATABASE_URL"]
         shutil.copyfile(migrated_sqlite, url.removeprefix("sqlite:///"))
     application = create_app(app_config)
-    if not url.startswith("sqlite:///"):
-        with application.app_context():
-            migrate.upgrade(db.engine())
     yield application
     with application.app_context():
         db.engine().dispose()

@@ -1,6 +1,9 @@
 """Small actions the tests repeat: sign someone up through the domain, confirm, read state."""
 from __future__ import annotations
 
+import html
+import re
+
 from sqlalchemy import func, select
 
 from consent_widget import db, ledger, notices
@@ -55,3 +58,15 @@ def counts(app) -> dict:
         session = db.session()
         return {model.__tablename__: session.scalar(select(func.count()).select_from(model))
                 for model in (ConsentEvent, ConsentState, Signup)}
+
+
+def widget_form(client, email: str, path: str = "/w/demo") -> dict:
+    """What a browser submits from the widget page at ``path``: its hidden fields (CSRF token,
+    lang, origin), the email and the newsletter box ticked."""
+    page = client.get(path).get_data(as_text=True)
+    fields = {}
+    for tag in re.findall(r'<input\b[^>]*type="hidden"[^>]*>', page):
+        name, value = re.search(r'name="([^"]+)"', tag), re.search(r'value="([^"]*)"', tag)
+        fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    assert "csrf_token" in fields
+    return {**fields, "email": email, "newsletter": "y"}

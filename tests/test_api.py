@@ -173,6 +173,7 @@ def test_withdrawal_is_answered_at_once(app, client, token):
     body = check(client, token, email="ana@example.test", purpose="social_matching",
                  network="facebook").json
     assert body["allowed"] is False and body["status"] == "withdrawn"
+    assert body["receipt_id"]  # the superseding receipt proves when the consent ended
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer", "Bearer forged-token", "Basic abc",

@@ -166,14 +166,54 @@ def test_a_link_of_one_campaign_is_refused_by_another(app, client, runner, campa
     assert counts(app) == before
 
 
-def test_a_superseded_manage_link_stops_working(app, client, campaign):
-    from sqlalchemy import update
+def test_manage_and_unsubscribe_links_are_superseded_by_erasure(app, client, runner, campaign):
     give(app, "demo", "ana@example.test", newsletter=True)
-    path = link_path(app, "manage", email="ana@example.test")
-    with app.app_context():
-        with db.transaction() as session:
-            session.execute(update(Subject).values(link_version=Subject.link_version + 1))
+    manage = link_path(app, "manage", email="ana@example.test")
+    unsubscribe = link_path(app, "unsubscribe", email="ana@example.test")
+    run_json(runner, "subject", "erase", "ana@example.test")
+    give(app, "demo", "ana@example.test", newsletter=True)  # signs up again: new links
+    assert client.get(manage).status_code == 404
+    assert client.post(unsubscribe).status_code == 404
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+
+
+def test_the_confirmation_page_says_when_a_newer_request_replaced_it(app, client, campaign):
+    old = sign_up(app, "demo", "ana@example.test", networks=["facebook"])
+    sign_up(app, "demo", "ana@example.test", newsletter=True)
+    page = client.get(link_path(app, "confirm", public_id=old) + "?lang=en")
+    assert page.status_code == 200
+    assert b"newer request" in page.data and b"<form" not in page.data
+
+
+def test_link_pages_are_private(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    response = client.get(link_path(app, "manage", email="ana@example.test"))
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("kind", ["confirm", "unsubscribe"])
+def test_confirm_and_unsubscribe_links_of_one_campaign_are_refused_by_another(app, client, runner,
+                                                                            campaign, kind):
+    run_json(runner, "campaign", "create", "other", "--name", "Other", "--controller", "Other",
+             "--contact-email", "dpo@other.test", "--policy-url", "https://other.test/p")
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    give(app, "demo", "ben@example.test", newsletter=True)
+    where = {"public_id": signup} if kind == "confirm" else {"email": "ben@example.test"}
+    path = link_path(app, kind, **where).replace("/w/demo/", "/w/other/")
+    before = counts(app)
     assert client.get(path).status_code == 404
+    assert client.post(path).status_code == 404
+    assert counts(app) == before
+
+
+def test_an_expired_unsubscribe_link_says_expired_and_changes_nothing(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "unsubscribe", email="ana@example.test")
+    app.config["MANAGE_MAX_AGE"] = -1
+    assert client.post(path).status_code == 410
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
 
 
 def test_unknown_campaign_is_404(client, campaign):

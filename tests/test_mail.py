@@ -208,6 +208,19 @@ def test_receipt_email_has_one_click_unsubscribe_while_the_newsletter_is_given(a
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_the_unsubscribe_header_travels_as_a_plain_url_not_encoded_words(app, campaign):
+    # Mail providers read the raw header: RFC 2369 allows no encoded words in it.
+    ids = sign_up(app)
+    give(app, ids["subject_pk"], "newsletter:")
+    queue_receipt(app, ids["subject_pk"])
+    with app.app_context():
+        raw = db.session().scalars(select(OutboxMessage.payload)
+                                   .order_by(OutboxMessage.id.desc())).first()
+    header = next(line for line in raw.splitlines() if line.startswith("List-Unsubscribe:"))
+    assert re.fullmatch(r"List-Unsubscribe: <http://consent\.test/w/demo/unsubscribe/[\w.-]+>",
+                        header)
+
+
 def test_receipt_email_has_no_unsubscribe_header_without_the_newsletter(app, campaign):
     ids = sign_up(app)
     give(app, ids["subject_pk"], "social_matching:facebook")

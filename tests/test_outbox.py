@@ -194,7 +194,7 @@ def test_retries_of_a_failed_batch_are_spread_out(app, smtp_server):
 def test_only_kinds_with_a_sender_are_claimed(app, smtp_server):
     with app.app_context():
         with db.transaction() as session:
-            session.add(OutboxMessage(kind="webhook", recipient="https://crm.test/hook",
+            session.add(OutboxMessage(kind="sms", recipient="+33600000000",
                                       payload="{}", status="pending", attempts=0,
                                       next_attempt_at=utcnow(), created_at=utcnow()))
     assert outbox.deliver_due(app) == {"sent": 0, "retried": 0, "dead": 0}

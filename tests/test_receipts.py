@@ -191,7 +191,9 @@ def test_supersedes_follows_the_chain_even_when_receipts_share_a_timestamp(app, 
                              ("newsletter", None)):
         chain.append(withdraw(app, purpose, network, now=moment))
     assert [stored(app, receipt_id).supersedes for receipt_id in chain] == [None, *chain[:-1]]
-    assert receipts.decode(stored(app, chain[-1]))["services"] == []
+    # The last receipt records the end of all three consents.
+    assert {s["service"] for s in receipts.decode(stored(app, chain[-1]))["services"]} == {
+        "newsletter", "social_matching:facebook", "social_matching:linkedin"}
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -448,3 +450,19 @@ def test_gpc_resource_announces_support(client):
     assert response.status_code == 200
     body = response.get_json()
     assert body["gpc"] is True and date.fromisoformat(body["lastUpdate"]) <= date.today()
+
+
+def test_a_receipt_after_withdrawing_everything_lists_what_ended(app, client, campaign):
+    from helpers import give
+    from test_links import link_path
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    client.post(link_path(app, "manage", email="ana@example.test"), data={"withdraw": "all"})
+    with app.app_context():
+        newest = db.session().scalars(select(Receipt).order_by(Receipt.issued_at.desc(),
+                                                               Receipt.id)).all()
+        claims = [receipts.decode(r) for r in newest if r.supersedes][-1]
+    services = {s["service"]: s["purposes"][0]["termination"] for s in claims["services"]}
+    assert set(services) == {"newsletter", "social_matching:facebook"}
+    assert all(t.startswith("consent withdrawn on ") for t in services.values())
+    assert {s["status"] for s in claims["ext"]["states"]} >= {"withdrawn"}
+    assert claims["ext"]["gpc"] is False and claims["ext"]["storageLocations"]

@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from consent_widget import db, keys
+
 JUNK_SEGMENTS = ["x", "%00", "..%2F..%2Fetc", "a" * 3000, "ü€", "demo", "%ff%fe"]
 JUNK_BODIES = [
     {"data": b"\x00\xff\xfe garbage", "content_type": "application/octet-stream"},
@@ -35,6 +37,8 @@ def paths(app):
 
 
 def test_no_route_answers_5xx_to_junk(app, client, campaign):
+    with app.app_context(), db.transaction() as session:
+        keys.active_key(session)  # a ready app: /readyz's 503 says "not ready", not "bad input"
     failures = []
     for path, methods in paths(app):
         for method in methods:
@@ -55,3 +59,25 @@ def test_a_huge_body_is_refused_without_being_read(client, campaign, path, statu
     response = client.post(path, data=b"x" * (3 * 1024 * 1024),
                            content_type="application/x-www-form-urlencoded")
     assert response.status_code == status
+
+
+def test_api_bodies_that_could_exhaust_the_parser_are_a_clear_400(client, runner, campaign):
+    from conftest import run_json
+    platform = run_json(runner, "client", "create", "demo")
+    token = client.post("/oauth/token", data={"grant_type": "client_credentials",
+                                              "client_id": platform["client_id"],
+                                              "client_secret": platform["client_secret"]}
+                        ).json["access_token"]
+    for body in ("[" * 8000 + "]" * 8000, '{"a":' * 5000 + "1" + "}" * 5000):
+        response = client.post("/api/v1/consents/check", data=body,
+                               content_type="application/json",
+                               headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 400 and response.json["error"] == "invalid_json"
+
+
+def test_basic_credentials_that_are_not_utf8_are_refused_as_invalid_client(client, campaign):
+    import base64
+    raw = base64.b64encode(b"\xff:\xfe").decode()
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": f"Basic {raw}"})
+    assert response.status_code == 401 and response.json["error"] == "invalid_client"

@@ -2,6 +2,8 @@
 records (requests and refusals, never a consent given before the emailed confirmation)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 
@@ -89,7 +91,7 @@ def json_post(client, data, **headers):
 
 def test_page_is_in_french_for_a_french_campaign_with_the_exact_notices(app, client, campaign):
     page = client.get("/w/demo").get_data(as_text=True)
-    assert '<html lang="fr">' in page
+    assert '<html lang="fr" ' in page
     assert "Marie 2027" in page
     newsletter_fr = notice_text(app, "newsletter", "", "fr")
     assert newsletter_fr != notice_text(app, "newsletter", "", "en")
@@ -106,7 +108,7 @@ def test_page_is_in_french_for_a_french_campaign_with_the_exact_notices(app, cli
 ])
 def test_page_is_in_english_when_asked(app, client, campaign, query, headers):
     page = client.get("/w/demo" + query, headers=headers).get_data(as_text=True)
-    assert '<html lang="en">' in page
+    assert '<html lang="en" ' in page
     assert element_text(page, "newsletter-text") == notice_text(app, "newsletter", "", "en")
     assert element_text(page, "social_matching-1-text") == notice_text(
         app, "social_matching", "linkedin", "en")
@@ -114,9 +116,9 @@ def test_page_is_in_english_when_asked(app, client, campaign, query, headers):
 
 
 def test_explicit_french_beats_the_browser_and_unknown_languages_fall_back(app, client, campaign):
-    assert '<html lang="fr">' in client.get(
+    assert '<html lang="fr" ' in client.get(
         "/w/demo?lang=fr", headers={"Accept-Language": "en"}).get_data(as_text=True)
-    assert '<html lang="fr">' in client.get(
+    assert '<html lang="fr" ' in client.get(
         "/w/demo", headers={"Accept-Language": "de"}).get_data(as_text=True)
 
 
@@ -241,7 +243,7 @@ def test_the_ledger_points_at_the_notice_shown_in_the_language_of_the_form(app, 
 def test_the_thanks_page_says_nothing_counts_until_confirmed(client, campaign):
     page = client.post("/w/demo", data=form_data(client, "/w/demo?lang=en", newsletter="y"))
     text = page.get_data(as_text=True)
-    assert '<html lang="en">' in text
+    assert '<html lang="en" ' in text
     assert "Nothing is recorded as consent until you click it" in text
 
 
@@ -309,7 +311,7 @@ def test_field_errors_are_shown_in_text_next_to_the_field(client, campaign):
     response = client.post("/w/demo", data=form_data(client, "/w/demo?lang=en", email="nope"))
     page = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert '<html lang="en">' in page
+    assert '<html lang="en" ' in page
     assert "Enter a valid email address" in element_text(page, "email-error")
     email = next(field for field in inputs(page) if field.get("name") == "email")
     assert email["aria-invalid"] == "true" and email["value"] == "nope"
@@ -399,3 +401,70 @@ def test_other_sites_may_not_read_the_answer(client, campaign):
             "Origin": origin, "Access-Control-Request-Method": "POST"})
         assert "Access-Control-Allow-Origin" not in preflight.headers
         assert "Access-Control-Allow-Methods" not in preflight.headers
+
+
+# --- the embedding site and the campaign's theme ------------------------------------------------
+
+def test_a_plain_iframe_names_its_site_by_the_referer_only_when_the_campaign_lists_it(
+        client, campaign):
+    listed = client.get("/w/demo", headers={"Referer": CAMPAIGN_ORIGIN + "/"}).get_data(
+        as_text=True)
+    assert hidden_fields(listed)["origin"] == CAMPAIGN_ORIGIN
+    assert f'<main class="page" data-parent="{CAMPAIGN_ORIGIN}">' in listed
+    for referer in ("https://elsewhere.test/", "javascript:alert(1)", "not a url"):
+        other = client.get("/w/demo", headers={"Referer": referer}).get_data(as_text=True)
+        assert hidden_fields(other)["origin"] == ""
+        assert "data-parent" not in other
+    # The loader's ?origin= wins over the referrer.
+    named = client.get("/w/demo?origin=" + CAMPAIGN_ORIGIN,
+                       headers={"Referer": "https://elsewhere.test/"}).get_data(as_text=True)
+    assert hidden_fields(named)["origin"] == CAMPAIGN_ORIGIN
+
+
+def set_theme(app, **columns):
+    """Write theme columns straight into the campaign row, as a migration or an admin might."""
+    with app.app_context():
+        with db.transaction() as session:
+            row = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            for name, value in columns.items():
+                setattr(row, name, value)
+
+
+def test_the_default_theme_adds_no_inline_style(client, campaign):
+    response = client.get("/w/demo")
+    page = response.get_data(as_text=True)
+    assert "<style" not in page and 'data-scheme="auto"' in page
+    assert "style-src 'self';" in response.headers["Content-Security-Policy"]
+
+
+def test_a_campaign_theme_is_one_style_element_allowed_by_its_hash(app, client, campaign):
+    set_theme(app, theme_accent="#7a1f5c", theme_font="serif", theme_radius=10,
+              theme_scheme="light")
+    response = client.get("/w/demo")
+    page = response.get_data(as_text=True)
+    css = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    assert css == (':root[data-scheme]{--font:Charter,"Bitstream Charter","Sitka Text",Cambria,'
+                   'Georgia,serif;--radius:10px;--accent:#7a1f5c;--focus:#7a1f5c;'
+                   '--accent-text:#ffffff}')
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    csp = response.headers["Content-Security-Policy"]
+    assert f"style-src 'self' 'sha256-{digest}';" in csp
+    assert "'unsafe-inline'" not in csp
+    assert 'data-scheme="light"' in page
+
+
+@pytest.mark.parametrize("columns", [
+    {"theme_accent": "#fff;}input{display:none"},
+    {"theme_accent": "#fff}</style><script>alert(1)</script>"},
+    {"theme_font": "x;}.choice{visibility:hidden"},
+    {"theme_scheme": "dark\" onload=\"alert(1)"},
+    {"theme_radius": -5},
+])
+def test_a_tampered_theme_falls_back_to_the_default_and_injects_nothing(
+        app, client, campaign, columns):
+    set_theme(app, **columns)
+    page = client.get("/w/demo").get_data(as_text=True)
+    assert "<style" not in page and "alert(1)" not in page and "display:none" not in page
+    assert 'data-scheme="auto"' in page
+    boxes = [field for field in inputs(page) if field.get("type") == "checkbox"]
+    assert len(boxes) == 3 and not any("checked" in box for box in boxes)

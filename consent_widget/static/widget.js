@@ -3,16 +3,29 @@
  * Without this script the form posts normally. With it, the form is sent with fetch, which also
  * works inside <iframe sandbox="allow-scripts"> (where forms cannot be submitted), and the answer
  * is shown in the page's live regions. The page's height is posted to the embedding page so it
- * can size the iframe; the loader checks our origin on its side. No cookie, no storage. */
+ * can size the iframe. No cookie, no storage. */
 (function () {
   "use strict";
 
+  // The embedding site, when the server knows it is one of the campaign's sites. Otherwise "*":
+  // the message is only a number, and the page's frame-ancestors already limits who can be our
+  // parent to the campaign's sites (a sandboxed frame of WordPress cannot tell us which one).
+  const main = document.querySelector("main[data-parent]");
+  const parentOrigin = main ? main.dataset.parent : "*";
+  // WordPress puts a secret in the fragment of the sandboxed frame's URL (#?secret=...) and
+  // resizes only the frame whose secret comes back with the height.
+  const secret = (/[#&?]secret=([A-Za-z0-9]{1,32})/.exec(window.location.hash) || [])[1];
+  let lastHeight = 0;
+
   function postHeight() {
     if (window.parent === window) { return; }
-    const height = Math.ceil(document.documentElement.scrollHeight);
-    // Our loader's format, then WordPress's (oEmbed content shown in a sandboxed iframe).
-    window.parent.postMessage({ type: "consent-widget:height", height: height }, "*");
-    window.parent.postMessage({ message: "height", value: height }, "*");
+    const height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    if (height === lastHeight) { return; }
+    lastHeight = height;
+    window.parent.postMessage({ type: "consent-widget:height", height: height }, parentOrigin);
+    if (secret) {
+      window.parent.postMessage({ message: "height", value: height, secret: secret }, parentOrigin);
+    }
   }
 
   if (typeof ResizeObserver === "function") {
@@ -29,12 +42,6 @@
   const button = form.querySelector("button[type=submit]");
   // Where a message about a field takes the reader: the field itself, or the first box.
   const anchors = { email: "email", newsletter: "newsletter", social_matching: "social_matching-0" };
-
-  // The loader passes ?origin=; a plain iframe (a site builder's embed block) only has the referrer.
-  const origin = form.elements.namedItem("origin");
-  if (origin && !origin.value && document.referrer) {
-    try { origin.value = new URL(document.referrer).origin; } catch (error) { origin.value = ""; }
-  }
 
   function clearErrors() {
     summary.replaceChildren();
@@ -90,7 +97,7 @@
     }
   });
 
-  form.addEventListener("submit", function (event) {
+  function send(event) {
     event.preventDefault();
     if (button.disabled) { return; }
     clearErrors();
@@ -120,5 +127,10 @@
         button.textContent = label;
         postHeight();
       });
-  });
+  }
+
+  form.addEventListener("submit", send);
+  // In <iframe sandbox="allow-scripts"> a form is never submitted, so no submit event fires:
+  // the button's click (also what Enter in a field triggers) must send it.
+  button.addEventListener("click", send);
 })();

@@ -1,0 +1,262 @@
+"""How fast the platform API answers, next to a minimal Flask route served the same way.
+
+In one run, on loopback:
+
+1. builds an SQLite database of 1,000,000 subjects (half given Facebook matching, a quarter
+   withdrawn, a quarter never asked) with bulk inserts of precomputed rows;
+2. serves the app with gunicorn, and a minimal Flask route (a JSON answer, nothing else) with
+   the same gunicorn settings;
+3. loads ``POST /api/v1/consents/check`` and the minimal route with ``wrk`` (Debian's package;
+   without it, a bounded Python load generator) and prints requests per second, p50 and p99
+   latency of each and the ratio ``check / minimal``;
+4. sends 10,000-entry batch checks and prints entries per second.
+
+Targets: ``check`` at least 0.6 of the minimal route's throughput; batch check at least 50,000
+entries per second.
+
+Run: ``.venv/bin/python bench/bench_api.py`` (``--subjects N``, ``--duration S``,
+``--workers N``, ``--connections N``). Not part of the test suite: figures depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-key-not-for-production"
+LOOKUP_KEY = "bench-lookup-key"
+BATCH_TARGET = 50_000
+RATIO_TARGET = 0.6
+
+MINIMAL_APP = '''
+from flask import Flask, jsonify, request
+
+app = Flask(__name__)
+
+
+@app.post("/check")
+def check():
+    request.get_json()
+    return jsonify(allowed=False, status="unknown")
+'''
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def email_of(i: int) -> str:
+    """The address of subject ``i`` (the same normalised form the service stores)."""
+    return f"supporter{i}@example.org"
+
+
+def populate(database: Path, subjects: int, env: dict) -> dict:
+    """Migrate, create the campaign and a client through the CLI, then bulk-insert subjects."""
+    cli = str(ROOT / ".venv" / "bin" / "consent-widget")
+    run = lambda *args: subprocess.run([cli, *args], env=env, check=True,  # noqa: E731
+                                       capture_output=True, text=True).stdout
+    run("db", "upgrade")
+    run("campaign", "create", "bench", "--name", "Bench", "--controller", "Bench",
+        "--contact-email", "dpo@example.org", "--policy-url", "https://example.org/p")
+    client = json.loads(run("client", "create", "bench"))
+    run("keys", "rotate")
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    key = LOOKUP_KEY.encode()
+    started = time.perf_counter()
+    with sqlite3.connect(database) as connection:
+        campaign_id = connection.execute("SELECT id FROM campaigns WHERE slug='bench'").fetchone()[0]
+        # One ledger event that every state row names: the benchmark reads states, never events.
+        connection.execute(
+            "INSERT INTO consent_events (campaign_id, seq, subject_id, purpose, network, type, "
+            "occurred_at, method, actor, origin, locale, prev_hash, hash) VALUES "
+            "(?, 1, 1, 'social_matching', 'facebook', 'given', ?, 'bench', 'system', '', '', "
+            "'', '')", (campaign_id, now))
+        event_id = connection.execute("SELECT max(id) FROM consent_events").fetchone()[0]
+        chunk = 50_000
+        for start in range(0, subjects, chunk):
+            ids = range(start + 1, min(start + chunk, subjects) + 1)
+            connection.executemany(
+                "INSERT INTO subjects (id, campaign_id, public_id, email_hmac, email, "
+                "link_version, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)",
+                [(i, campaign_id, f"sub_bench{i}",
+                  hmac.new(key, email_of(i).encode(), hashlib.sha256).hexdigest(), email_of(i),
+                  now) for i in ids])
+            connection.executemany(
+                "INSERT INTO consent_states (campaign_id, subject_id, purpose, network, status, "
+                "event_id, given_at, expires_at, updated_at) VALUES "
+                "(?, ?, 'social_matching', 'facebook', ?, ?, ?, '2099-01-01 00:00:00', ?)",
+                [(campaign_id, i, "given" if i % 2 else "withdrawn", event_id,
+                  now if i % 2 else None, now) for i in ids if i % 4 != 0])
+        connection.commit()
+    print(f"populated {subjects:,} subjects in {time.perf_counter() - started:.1f} s")
+    return client
+
+
+def serve(module_dir: Path, target: str, port: int, workers: int, env: dict) -> subprocess.Popen:
+    """Start gunicorn on loopback and wait until it accepts connections."""
+    process = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "--workers", str(workers), "--bind",
+         f"127.0.0.1:{port}", "--chdir", str(module_dir), "--log-level", "warning", target],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"gunicorn did not start: {target}")
+
+
+def token(port: int, client: dict) -> str:
+    """A bearer token for the bench client."""
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    connection.request("POST", "/oauth/token", "grant_type=client_credentials",
+                       {"Authorization": f"Basic {basic}",
+                        "Content-Type": "application/x-www-form-urlencoded"})
+    return json.loads(connection.getresponse().read())["access_token"]
+
+
+def load_wrk(url: str, body: str, headers: dict, duration: int, connections: int) -> dict:
+    """Requests per second and latency percentiles (ms) measured by wrk."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body)}\n")
+        for name, value in headers.items():
+            script.write(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n")
+    output = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency",
+                             "-s", script.name, url], capture_output=True, text=True).stdout
+    os.unlink(script.name)
+
+    def ms(label):
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+            "p50": ms("50"), "p99": ms("99"), "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def load_python(url: str, body: str, headers: dict, duration: int, connections: int) -> dict:
+    """The same measures from keep-alive connections in threads (when wrk is missing)."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    path = "/" + url.split("//")[1].split("/", 1)[1]
+    latencies, errors, stop = [], [0], time.time() + duration
+
+    def worker():
+        connection = http.client.HTTPConnection(host, int(port))
+        mine = []
+        while time.time() < stop:
+            started = time.perf_counter()
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            mine.append((time.perf_counter() - started) * 1000)
+            errors[0] += response.status >= 300
+        latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / duration, "p50": cuts[49], "p99": cuts[98],
+            "errors": errors[0]}
+
+
+def batch_rate(port: int, bearer: str, subjects: int, rounds: int = 10) -> tuple[float, int]:
+    """Entries per second of 10,000-entry batch checks (one client, sequential)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    elapsed, allowed = 0.0, 0
+    for r in range(rounds):
+        # A mix: most known (given, withdrawn, never asked), some strangers.
+        emails = [email_of((r * 10_007 + i * 97) % (subjects + subjects // 10) + 1)
+                  for i in range(10_000)]
+        body = json.dumps({"purpose": "social_matching", "network": "facebook",
+                           "emails": emails})
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1/consents/check-batch", body,
+                           {"Authorization": f"Bearer {bearer}",
+                            "Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        elapsed += time.perf_counter() - started
+        if response.status != 200:
+            raise RuntimeError(f"batch answered {response.status}: {answer}")
+        allowed += sum(result["allowed"] for result in answer["results"])
+    return rounds * 10_000 / elapsed, allowed
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description="Benchmark of the platform API.")
+    parser.add_argument("--subjects", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="consent-bench-"))
+    database = workdir / "bench.sqlite3"
+    env = {**os.environ, "CONSENT_SECRET_KEY": SECRET, "CONSENT_LOOKUP_KEY": LOOKUP_KEY,
+           "CONSENT_DATABASE_URL": f"sqlite:///{database}",
+           "CONSENT_MAIL_URL": f"file://{workdir / 'outbox'}",
+           "CONSENT_RATELIMIT_API": "100000000 per minute",
+           "CONSENT_RATELIMIT_TOKEN": "100000 per minute"}
+    (workdir / "minimal_app.py").write_text(MINIMAL_APP)
+    servers = []
+    try:
+        client = populate(database, args.subjects, env)
+        app_port, minimal_port = free_port(), free_port()
+        servers.append(serve(ROOT, "server:app", app_port, args.workers, env))
+        servers.append(serve(workdir, "minimal_app:app", minimal_port, args.workers, env))
+        bearer = token(app_port, client)
+        load = load_wrk if shutil.which("wrk") else load_python
+        question = json.dumps({"email": email_of(1), "purpose": "social_matching",
+                               "network": "facebook"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"}
+        print(f"load generator: {'wrk' if load is load_wrk else 'python threads'}, "
+              f"{args.connections} connections, {args.duration} s; gunicorn "
+              f"{args.workers} sync workers; {os.cpu_count()} CPUs")
+        check = load(f"http://127.0.0.1:{app_port}/api/v1/consents/check", question, headers,
+                     args.duration, args.connections)
+        minimal = load(f"http://127.0.0.1:{minimal_port}/check", question, headers,
+                       args.duration, args.connections)
+        for name, figures in (("check", check), ("minimal Flask route", minimal)):
+            print(f"{name:>20}: {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  "
+                  f"p99 {figures['p99']:6.2f} ms  non-2xx {figures['errors']}")
+        ratio = check["rps"] / minimal["rps"]
+        print(f"{'ratio':>20}: {ratio:.2f} (target >= {RATIO_TARGET})")
+        rate, allowed = batch_rate(app_port, bearer, args.subjects)
+        print(f"{'batch check':>20}: {rate:8.0f} entries/s in 10,000-entry batches "
+              f"({allowed} allowed) on {args.subjects:,} subjects (target >= {BATCH_TARGET:,})")
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Rate limits (Flask-Limiter) on the doors anyone can knock on: the signup, the email link pages,
+the token endpoint and the platform API.
+
+The limits are applied here, when the app is built, to the views of the other modules, so the
+views stay unaware of them. Every key is a keyed hash: neither an email address nor an IP address
+is ever written to the limit storage (Redis keys are readable by whoever runs Redis).
+
+Answers carry the IETF rate-limit headers in the form of draft-ietf-httpapi-ratelimit-headers-07:
+``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds until the window
+resets) and ``RateLimit-Policy`` (``limit;w=window-seconds``); a 429 adds ``Retry-After``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+
+from flask import current_app, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse_many as parse_limits
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import db
+from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise
+from .models import OAuthClient, OAuthToken
+
+#: Endpoints of the email link pages; they share one budget per client address.
+LINK_ENDPOINTS = ("links.confirm", "links.manage", "links.unsubscribe")
+SIGNUP_ENDPOINT = "widget.submit"
+TOKEN_ENDPOINT = "oauth.issue_token"
+API_BLUEPRINT = "api"
+
+_EXTENSION = "consent_limiter"
+#: The settings that hold a limit, checked when the app is built.
+LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_LINKS",
+                  "RATELIMIT_TOKEN", "RATELIMIT_API")
+
+
+def _hashed(kind: str, value: str) -> str:
+    """A key for ``value`` that cannot be reversed without the app's lookup key."""
+    key = hmac.new(lookup_key(current_app.config), b"consent_widget rate limit keys v1",
+                   hashlib.sha256).digest()
+    return kind + ":" + hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def client_address_key() -> str:
+    """The key of limits per client: a keyed hash of the IP address the request came from."""
+    return _hashed("ip", request.remote_addr or "unknown")
+
+
+def submitted_email_key() -> str:
+    """The key of limits per person: a keyed hash of the email submitted in the signup form.
+
+    The form is read here, before the view, so the widget's own body limit is applied first:
+    parsing up to the app-wide limit would bypass it. An oversized body gets a fixed key and is
+    refused by the view.
+    """
+    from .widget import MAX_BODY_BYTES
+    request.max_content_length = MAX_BODY_BYTES
+    try:
+        submitted = request.form.get("email", "")
+    except RequestEntityTooLarge:
+        return "email:oversized"
+    if not submitted.strip():
+        return "email:none"
+    try:
+        address = normalise(submitted)
+    except InvalidEmail:
+        # Still one budget per spelling, so malformed variants cannot be sent without end.
+        return _hashed("email", submitted.strip().casefold()[:320])
+    local, _at, domain = address.rpartition("@")
+    return _hashed("email", f"{local.lower()}@{domain}")
+
+
+def api_client_key() -> str:
+    """The key of API limits: the OAuth client that owns the bearer token.
+
+    Keyed by client, not by token, so a client cannot multiply its budget by asking for more
+    tokens. A request without a known token is limited per address instead; it is refused (401)
+    by the view anyway.
+    """
+    scheme, _sp, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and 0 < len(token) <= 200:
+        digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        client_id = db.session().scalars(
+            select(OAuthClient.client_id).join(OAuthToken, OAuthToken.client_pk == OAuthClient.id)
+            .where(OAuthToken.token_sha256 == digest)).first()
+        if client_id is not None:
+            return "client:" + client_id
+    return client_address_key()
+
+
+def _wants_json() -> bool:
+    if request.path.startswith(("/api/", "/oauth/")):
+        return True
+    accept = request.accept_mimetypes
+    return accept.accept_json and not accept.accept_html
+
+
+def _retry_after(limit) -> int:
+    return max(1, math.ceil(limit.reset_at - time.time())) if limit is not None else 1
+
+
+def _too_many_requests(exc: RateLimitExceeded):
+    """429 as JSON under /api, /oauth and for the widget's script; a translated page elsewhere."""
+    message = _("Too many requests in a short time. Please wait a moment and try again.")
+    if not _wants_json():
+        return render_template("error.html", status=429, title="Too Many Requests",
+                               message=message), 429
+    if request.endpoint == SIGNUP_ENDPOINT:
+        # The widget's script shows ``errors``; the API's shape is there too for other clients.
+        response = jsonify(ok=False, error="rate_limited", message=message,
+                           errors={"form": [message]})
+    else:
+        response = jsonify(error="rate_limited", message=message)
+    response.status_code = 429
+    return response
+
+
+def _ratelimit_headers(response):
+    """Add the IETF rate-limit headers of the tightest limit evaluated for this request."""
+    limiter = current_app.extensions.get(_EXTENSION)
+    current = limiter.current_limit if limiter is not None else None
+    if current is None:
+        return response
+    reset = _retry_after(current) if current.breached else max(
+        0, math.ceil(current.reset_at - time.time()))
+    response.headers["RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["RateLimit-Remaining"] = str(0 if current.breached else current.remaining)
+    response.headers["RateLimit-Reset"] = str(reset)
+    response.headers["RateLimit-Policy"] = (
+        f"{current.limit.amount};w={current.limit.get_expiry()}")
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(reset)
+    return response
+
+
+def _limit_endpoint(app, endpoint: str, decorator) -> None:
+    """Wrap the view of ``endpoint`` in ``decorator``; a missing endpoint is a wiring error."""
+    app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
+
+
+def init_app(app) -> None:
+    """Create the app's limiter and apply the configured limits to the views.
+
+    Call after every blueprint is registered: the views must exist to be wrapped. The limiter
+    fails open: if Redis is unreachable, limits fall back to this process's memory rather than
+    turn signups and withdrawals away with errors.
+    """
+    for name in LIMIT_SETTINGS:
+        # Flask-Limiter would only log a malformed limit and apply none: refuse to start instead.
+        try:
+            parse_limits(str(app.config[name]))
+        except ValueError:
+            raise ValueError(f"{name} is not a rate limit such as '60 per minute': "
+                             f"{app.config[name]!r}") from None
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
+    limiter = Limiter(
+        client_address_key, app=app, storage_uri=app.config["RATELIMIT_STORAGE_URL"],
+        strategy="fixed-window", headers_enabled=False, key_prefix="consent_widget",
+        in_memory_fallback_enabled=True, swallow_errors=True)
+    app.extensions[_EXTENSION] = limiter
+    config = app.config
+
+    _limit_endpoint(app, SIGNUP_ENDPOINT, lambda view: limiter.limit(
+        config["RATELIMIT_SIGNUP_PER_EMAIL"], key_func=submitted_email_key,
+        scope="signup-email")(limiter.limit(
+            config["RATELIMIT_SIGNUP_PER_IP"], key_func=client_address_key,
+            scope="signup-ip")(view)))
+    links = limiter.shared_limit(config["RATELIMIT_LINKS"], scope="links",
+                                 key_func=client_address_key)
+    for endpoint in LINK_ENDPOINTS:
+        _limit_endpoint(app, endpoint, links)
+    _limit_endpoint(app, TOKEN_ENDPOINT, limiter.limit(
+        config["RATELIMIT_TOKEN"], key_func=client_address_key, scope="token"))
+    api = limiter.shared_limit(config["RATELIMIT_API"], scope="api", key_func=api_client_key)
+    for endpoint in [name for name in app.view_functions
+                     if name.startswith(API_BLUEPRINT + ".")]:
+        _limit_endpoint(app, endpoint, api)
+
+    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+    app.after_request(_ratelimit_headers)

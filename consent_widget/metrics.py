@@ -1,0 +1,175 @@
+"""Prometheus metrics at ``/metrics`` (prometheus-client).
+
+- Requests by endpoint name (never the raw path, which would carry tokens and grow without end),
+  method and status, and their duration.
+- Check decisions by outcome, read from the API's answers.
+- Signups, confirmations and withdrawals, counted from the ledger's rows when their transaction
+  commits, whichever door they came in by (widget, link, CLI, API, worker); a rolled-back
+  transaction counts nothing.
+- The outbox's depth, oldest pending message, messages being retried after a failed delivery and
+  dead ones, read from the database at scrape time: the worker is another process that serves
+  no metrics, and the database is what every instance agrees on.
+
+Under several gunicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory writable
+by them all (before they start): each worker then writes its counters there and any worker's
+``/metrics`` answers their sum (prometheus-client's multiprocess mode).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from flask import Blueprint, Response, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter,
+                               Histogram, disable_created_metrics, generate_latest,
+                               multiprocess)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import case, event, func, inspect, select
+from sqlalchemy.orm import Session
+
+from . import db
+from .models import WITHDRAWN, ConsentEvent, OutboxMessage, Signup, utcnow
+from .outbox import DEAD, PENDING, SENDERS
+
+bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
+# The ``_created`` series double every counter and say nothing a dashboard uses.
+disable_created_metrics()
+
+#: Endpoints whose 200 answers are check decisions (one, or a list under ``results``).
+CHECK_ENDPOINTS = ("api.check", "api.check_batch")
+
+REQUESTS = Counter("consent_http_requests", "HTTP requests answered, by endpoint, method and status.",
+                   ["endpoint", "method", "status"])
+DURATION = Histogram("consent_http_request_duration_seconds",
+                     "Time to answer a request, by endpoint.", ["endpoint"])
+DECISIONS = Counter("consent_check_decisions", "Consent checks answered, by outcome.",
+                    ["allowed", "status"])
+SIGNUPS = Counter("consent_signups", "Widget signups recorded (pending confirmation).")
+CONFIRMATIONS = Counter("consent_confirmations", "Signups confirmed from the emailed link.")
+WITHDRAWALS = Counter("consent_withdrawals", "Consents withdrawn, by purpose.", ["purpose"])
+
+_PENDING_COUNTS = "consent_metrics_pending"
+
+
+# --- domain counters, on commit ------------------------------------------------------------------
+
+def _after_flush(session: Session, _context) -> None:
+    """Note what this flush wrote; it is counted only if the transaction commits."""
+    pending = session.info.setdefault(_PENDING_COUNTS, [])
+    for row in session.new:
+        if isinstance(row, Signup):
+            pending.append((SIGNUPS, ()))
+        elif isinstance(row, ConsentEvent) and row.type == WITHDRAWN:
+            pending.append((WITHDRAWALS, (row.purpose,)))
+    for row in session.dirty:
+        if isinstance(row, Signup):
+            history = inspect(row).attrs.confirmed_at.history
+            if history.added and history.added[0] is not None and not any(history.deleted):
+                pending.append((CONFIRMATIONS, ()))
+
+
+def _after_commit(session: Session) -> None:
+    for metric, labels in session.info.pop(_PENDING_COUNTS, []):
+        (metric.labels(*labels) if labels else metric).inc()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_COUNTS, None)
+
+
+event.listen(Session, "after_flush", _after_flush)
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_rollback", _after_rollback)
+
+
+# --- requests and decisions ----------------------------------------------------------------------
+
+def _start_timer() -> None:
+    request.environ["consent_metrics.started"] = time.perf_counter()
+
+
+def _count_request(response):
+    endpoint = request.endpoint or "(no route)"
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    started = request.environ.get("consent_metrics.started")
+    if started is not None:
+        DURATION.labels(endpoint).observe(time.perf_counter() - started)
+    if request.endpoint in CHECK_ENDPOINTS and response.status_code == 200:
+        body = response.get_json(silent=True) or {}
+        for answer in body.get("results", [body]) if isinstance(body, dict) else []:
+            if isinstance(answer, dict) and "allowed" in answer:
+                DECISIONS.labels(str(bool(answer["allowed"])).lower(),
+                                 str(answer.get("status"))).inc()
+    return response
+
+
+# --- the outbox, at scrape time --------------------------------------------------------------------
+
+class OutboxCollector:
+    """Reads the outbox's pending and dead messages from the database when scraped."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def collect(self):
+        """Yield the outbox gauges, by message kind."""
+        messages = GaugeMetricFamily("consent_outbox_messages",
+                                     "Messages in the outbox not delivered: pending (the queue's "
+                                     "depth) or dead (given up).", labels=["kind", "status"])
+        retrying = GaugeMetricFamily("consent_outbox_retrying_messages",
+                                     "Pending messages whose last delivery attempt failed.",
+                                     labels=["kind"])
+        oldest = GaugeMetricFamily("consent_outbox_oldest_pending_age_seconds",
+                                   "Age of the oldest pending message.", labels=["kind"])
+        try:
+            rows = self.session.execute(
+                select(OutboxMessage.kind, OutboxMessage.status, func.count(),
+                       func.min(OutboxMessage.created_at),
+                       func.sum(case((OutboxMessage.last_error != "", 1), else_=0)))
+                .where(OutboxMessage.status.in_((PENDING, DEAD)))
+                .group_by(OutboxMessage.kind, OutboxMessage.status)).all()
+        except Exception:  # the request metrics are still worth having while the database is down
+            log.exception("metrics: the outbox could not be read")
+            return
+        # Every kind a worker delivers is reported, at zero when its queue is empty, so an alert
+        # on the depth has a series to watch from the start.
+        found = {(kind, status): (count, first, failing)
+                 for kind, status, count, first, failing in rows}
+        kinds = sorted(set(SENDERS) | {kind for kind, _status in found})
+        now = utcnow()
+        for kind in kinds:
+            count, first, failing = found.get((kind, PENDING), (0, None, 0))
+            messages.add_metric([kind, PENDING], count)
+            messages.add_metric([kind, DEAD], found.get((kind, DEAD), (0,))[0])
+            retrying.add_metric([kind], failing or 0)
+            oldest.add_metric([kind], max(0.0, (now - first).total_seconds()) if first else 0.0)
+        yield messages
+        yield retrying
+        yield oldest
+
+
+def _process_registry():
+    """The counters of this process, or of every worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+@bp.get("/metrics")
+def scrape():
+    """The metrics in the Prometheus text format."""
+    outbox = CollectorRegistry()
+    outbox.register(OutboxCollector(db.session()))
+    body = generate_latest(_process_registry()) + generate_latest(outbox)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app) -> None:
+    """Count every request and serve ``/metrics``."""
+    app.before_request(_start_timer)
+    app.after_request(_count_request)
+    app.register_blueprint(bp)

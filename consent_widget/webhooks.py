@@ -1,0 +1,288 @@
+"""Webhooks: a campaign's endpoints, Standard Webhooks signatures, queueing and delivery.
+
+An event is queued in the outbox in the transaction that records it (one row per subscribed
+endpoint), and the outbox worker delivers it at least once. Each delivery is signed per Standard
+Webhooks v1: ``webhook-id`` (the event's id, the same on every attempt, so receivers can ignore
+repeats), ``webhook-timestamp`` (the time of *this* attempt, since receivers refuse anything more
+than five minutes off) and ``webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>``
+under the endpoint's ``whsec_`` secret.
+
+An endpoint answering ``410 Gone`` is disabled: its pending events go dead and nothing more is
+queued for it until it is added again.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from . import events, outbox
+from .models import Campaign, ConsentEvent, OutboxMessage, Subject, WebhookEndpoint, utcnow
+
+KIND = "webhook"
+ACTIVE, DISABLED = "active", "disabled"
+SECRET_PREFIX = "whsec_"
+#: Seconds allowed for one delivery, connection included; well within the outbox's lease.
+TIMEOUT = 15
+USER_AGENT = "consent_widget-webhooks/1"
+
+
+class InvalidEndpoint(ValueError):
+    """The endpoint's URL or event filter is not acceptable; the message says why."""
+
+
+class DeliveryFailed(Exception):
+    """The endpoint did not acknowledge the event; the worker will try again."""
+
+
+def new_secret() -> str:
+    """A fresh signing secret: ``whsec_`` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _secret_bytes(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def signature(secret: str, webhook_id: str, timestamp: int, payload: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of ``id.ts.body``."""
+    signed = f"{webhook_id}.{timestamp}.".encode("utf-8") + payload
+    mac = hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+def signed_headers(secret: str, webhook_id: str, payload: bytes,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers of one delivery of ``payload``."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature(secret, webhook_id, timestamp, payload)}
+
+
+def encode(body: dict) -> bytes:
+    """The exact bytes sent for a body: compact JSON, UTF-8."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --- endpoints -----------------------------------------------------------------------------
+def _check_url(url: str) -> str:
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        raise InvalidEndpoint(f"not an http(s) URL: {url!r}")
+    if parts.username or parts.password:
+        raise InvalidEndpoint("put no credentials in the URL; the signature authenticates us")
+    return url
+
+
+def add_endpoint(session: Session, campaign: Campaign, url: str,
+                 event_types: list[str] | tuple[str, ...] = ()) -> WebhookEndpoint:
+    """Register ``url`` for ``event_types`` (none: every type) with a new secret; flushed."""
+    unknown = sorted(set(event_types) - set(events.EVENT_TYPES))
+    if unknown:
+        raise InvalidEndpoint(f"unknown event types {', '.join(unknown)}; known: "
+                              f"{', '.join(events.EVENT_TYPES)}")
+    endpoint = WebhookEndpoint(public_id="ep_" + secrets.token_urlsafe(12),
+                               campaign_id=campaign.id, url=_check_url(url),
+                               secret=new_secret(), events=sorted(set(event_types)),
+                               status=ACTIVE, disabled_reason="", created_at=utcnow())
+    session.add(endpoint)
+    session.flush()
+    return endpoint
+
+
+def endpoints(session: Session, campaign: Campaign) -> list[WebhookEndpoint]:
+    """The campaign's endpoints, oldest first."""
+    return list(session.scalars(select(WebhookEndpoint).where(
+        WebhookEndpoint.campaign_id == campaign.id).order_by(WebhookEndpoint.id)))
+
+
+def endpoint_by_id(session: Session, campaign: Campaign, public_id: str) -> WebhookEndpoint | None:
+    """One of the campaign's endpoints by its id, or None (never another campaign's)."""
+    return session.scalars(select(WebhookEndpoint).where(
+        WebhookEndpoint.campaign_id == campaign.id,
+        WebhookEndpoint.public_id == public_id)).first()
+
+
+def remove_endpoint(session: Session, endpoint: WebhookEndpoint) -> int:
+    """Delete an endpoint and its undelivered events; return how many events were dropped."""
+    dropped = session.execute(update(OutboxMessage).where(
+        OutboxMessage.kind == KIND, OutboxMessage.recipient == endpoint.public_id,
+        OutboxMessage.status == outbox.PENDING).values(
+        status=outbox.DEAD, last_error="endpoint removed")).rowcount
+    session.delete(endpoint)
+    session.flush()
+    return dropped
+
+
+def describe(endpoint: WebhookEndpoint, with_secret: bool = False) -> dict:
+    """An endpoint as the CLI prints it; the secret only when asked (on creation)."""
+    shown = {"id": endpoint.public_id, "url": endpoint.url,
+             "events": endpoint.events or sorted(events.EVENT_TYPES), "status": endpoint.status,
+             "disabled_reason": endpoint.disabled_reason or None,
+             "created_at": endpoint.created_at.isoformat()}
+    if with_secret:
+        shown["secret"] = endpoint.secret
+    return shown
+
+
+# --- queueing ------------------------------------------------------------------------------
+def _subscribers(session: Session, campaign: Campaign, event_type: str) -> list[WebhookEndpoint]:
+    return [endpoint for endpoint in session.scalars(select(WebhookEndpoint).where(
+        WebhookEndpoint.campaign_id == campaign.id, WebhookEndpoint.status == ACTIVE))
+        if not endpoint.events or event_type in endpoint.events]
+
+
+def _enqueue(session: Session, campaign: Campaign, endpoint: WebhookEndpoint,
+             message: dict) -> OutboxMessage:
+    return outbox.enqueue(session, kind=KIND, recipient=endpoint.public_id,
+                          payload=json.dumps(message, separators=(",", ":")),
+                          campaign_id=campaign.id)
+
+
+def queue_ledger_event(session: Session, campaign: Campaign, row: ConsentEvent) -> int:
+    """Queue a ledger event for every endpoint subscribed to it, in the caller's transaction.
+
+    Only the body's source is stored (the ledger event's id): the worker builds the body from
+    the ledger when it sends, so the receipt issued later in the same transaction is named.
+    Returns how many deliveries were queued.
+    """
+    event_class = events.LEDGER_EVENTS.get(row.type)
+    if event_class is None:
+        return 0
+    subscribers = _subscribers(session, campaign, event_class.type)
+    for endpoint in subscribers:
+        _enqueue(session, campaign, endpoint, {"id": events.event_id(row), "event": row.id})
+    return len(subscribers)
+
+
+def queue_event(session: Session, campaign: Campaign, event: events.EventData,
+                now: datetime | None = None) -> int:
+    """Queue an event that is not a ledger event (an erasure) with its body, for every
+    subscriber; return how many deliveries were queued."""
+    message = {"id": "evt_" + secrets.token_hex(16),
+               "body": events.body(event, now or utcnow())}
+    targets = _subscribers(session, campaign, event.type)
+    for endpoint in targets:
+        _enqueue(session, campaign, endpoint, message)
+    return len(targets)
+
+
+def queue_subject_erased(session: Session, campaign: Campaign, subject: Subject,
+                         now: datetime | None = None) -> int:
+    """Tell the platforms that ``subject`` was erased (``subject.erased``)."""
+    return queue_event(session, campaign, events.SubjectErased(
+        campaign=campaign.slug, subject_id=subject.public_id, email=None, purpose=None,
+        network=None, status=None, receipt_id=None), now)
+
+
+def redeliver(session: Session, campaign: Campaign, *, event_id: str | None = None,
+              since: datetime | None = None, until: datetime | None = None) -> int:
+    """Queue again, with the same ``webhook-id``, one event or every event created in a time
+    range, to the endpoints (still active) that it was first queued for; return how many."""
+    query = select(OutboxMessage).where(OutboxMessage.kind == KIND,
+                                        OutboxMessage.campaign_id == campaign.id)
+    if since is not None:
+        query = query.where(OutboxMessage.created_at >= since)
+    if until is not None:
+        query = query.where(OutboxMessage.created_at < until)
+    active = {endpoint.public_id: endpoint for endpoint in endpoints(session, campaign)
+              if endpoint.status == ACTIVE}
+    seen = set()
+    count = 0
+    for row in session.scalars(query.order_by(OutboxMessage.id)).all():
+        message = json.loads(row.payload)
+        key = (message["id"], row.recipient)
+        if (event_id is not None and message["id"] != event_id) or key in seen \
+                or row.recipient not in active:
+            continue
+        seen.add(key)
+        _enqueue(session, campaign, active[row.recipient], message)
+        count += 1
+    return count
+
+
+# --- delivery ------------------------------------------------------------------------------
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failure: following it would resend a signed body somewhere unverified."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects())
+
+
+def post(url: str, secret: str, webhook_id: str, body: dict) -> int:
+    """POST one signed delivery of ``body``; return the HTTP status. Raises DeliveryFailed when
+    no answer came (refused, reset, timed out, TLS)."""
+    payload = encode(body)
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+               **signed_headers(secret, webhook_id, payload)}
+    request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
+    try:
+        with _opener.open(request, timeout=TIMEOUT) as response:
+            response.read(1024)
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError) as exc:
+        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+def send_test(campaign: Campaign, endpoint: WebhookEndpoint) -> dict:
+    """Send a ``webhook.test`` event to ``endpoint`` now, outside the outbox; report the answer."""
+    webhook_id = "evt_" + secrets.token_hex(16)
+    body = events.body(events.WebhookTest(
+        campaign=campaign.slug, subject_id="sub_test", email=None, purpose=None, network=None,
+        status=None, receipt_id=None), utcnow())
+    try:
+        status = post(endpoint.url, endpoint.secret, webhook_id, body)
+    except DeliveryFailed as exc:
+        return {"ok": False, "webhook_id": webhook_id, "error": str(exc)}
+    return {"ok": 200 <= status < 300, "webhook_id": webhook_id, "status": status}
+
+
+def _disable(session: Session, endpoint_pk: int, reason: str) -> None:
+    session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_pk)
+                    .values(status=DISABLED, disabled_reason=reason, disabled_at=utcnow()))
+    session.commit()
+
+
+def deliver(app, claim: outbox.Claim) -> None:
+    """Send one queued event to its endpoint; the outbox's sender for ``kind="webhook"``.
+
+    Returns on a 2xx answer. Raises :class:`outbox.PermanentFailure` when the endpoint is gone
+    (removed, disabled, or answering ``410``, which disables it), else :class:`DeliveryFailed`.
+    """
+    message = json.loads(claim.payload)
+    with app.extensions["consent_db"]() as session:
+        endpoint = session.scalars(select(WebhookEndpoint).where(
+            WebhookEndpoint.public_id == claim.recipient,
+            WebhookEndpoint.campaign_id == claim.campaign_id)).first()
+        if endpoint is None or endpoint.status != ACTIVE:
+            raise outbox.PermanentFailure("endpoint removed or disabled")
+        if "event" in message:
+            campaign = session.get(Campaign, claim.campaign_id)
+            body = events.ledger_body(session, campaign, message["event"])
+            if body is None:
+                raise outbox.PermanentFailure("the ledger event no longer exists")
+        else:
+            body = message["body"]
+        url, secret, endpoint_pk = endpoint.url, endpoint.secret, endpoint.id
+        session.rollback()  # hold no transaction (an SQLite write lock) across the request
+        status = post(url, secret, message["id"], body)
+        if status == 410:
+            _disable(session, endpoint_pk, "answered 410 Gone")
+            raise outbox.PermanentFailure("410 Gone: endpoint disabled")
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"HTTP {status}")

@@ -1,0 +1,226 @@
+"""Batch check, purge audit and event feed: many answers at once, each the same as one check."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import jwt
+import pytest
+from email_validator import validate_email
+
+from consent_widget import db, ledger
+from consent_widget.batch import normalise_fast
+from consent_widget.emails import InvalidEmail, lookup_key, normalise
+from consent_widget.models import Campaign
+from conftest import run_json
+from helpers import counts, give, sign_up
+from sqlalchemy import select
+
+
+@pytest.fixture
+def token(client, runner, campaign):
+    """A bearer token of a client of the ``demo`` campaign."""
+    platform = run_json(runner, "client", "create", "demo")
+    response = client.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": platform["client_id"],
+        "client_secret": platform["client_secret"]})
+    return response.json["access_token"]
+
+
+def post(client, token, path, body=None, **kwargs):
+    return client.post(f"/api/v1/consents/{path}", json=body,
+                       headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+
+def withdraw(app, email, network):
+    with app.app_context():
+        with db.transaction() as session:
+            campaign = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            subject = ledger.find_subject(session, campaign, email, lookup_key(app.config))
+            ledger.withdraw(session, campaign, subject, "social_matching", network,
+                            method="manage_page", locale="fr")
+
+
+@pytest.fixture
+def population(app, campaign):
+    """A mixed population: given, withdrawn, never confirmed, other network, unknown."""
+    give(app, "demo", "given@example.test", networks=["facebook"])
+    give(app, "demo", "Withdrew@Example.test", networks=["facebook", "linkedin"])
+    withdraw(app, "withdrew@example.test", "facebook")
+    sign_up(app, "demo", "pending@example.test", networks=["facebook"])
+    give(app, "demo", "linkedin-only@example.test", networks=["linkedin"])
+    give(app, "demo", "newsletter@example.test", newsletter=True)
+    return ["given@example.test", "nobody@example.test", "withdrew@EXAMPLE.test",
+            "pending@example.test", "linkedin-only@example.test", " given@example.test ",
+            "newsletter@example.test", "Withdrew@example.test"]
+
+
+def decision_claims(client, token_jws, audience=None):
+    keys = {k["kid"]: jwt.PyJWK(k) for k in client.get("/.well-known/jwks.json").json["keys"]}
+    header = jwt.get_unverified_header(token_jws)
+    return header, jwt.decode(token_jws, keys[header["kid"]], algorithms=["EdDSA"],
+                              options={"verify_aud": False})
+
+
+def test_batch_answers_in_order_and_agrees_with_single_checks(client, token, population):
+    response = post(client, token, "check-batch", {"purpose": "social_matching",
+                                                   "network": "facebook", "emails": population})
+    assert response.status_code == 200, response.json
+    results = response.json["results"]
+    assert len(results) == len(population)
+    for email, result in zip(population, results):
+        single = post(client, token, "check", {"purpose": "social_matching",
+                                               "network": "facebook", "email": email}).json
+        single.pop("decision")
+        assert result == single, email
+    assert [r["status"] for r in results] == ["given", "unknown", "withdrawn", "requested",
+                                              "refused", "given", "refused", "withdrawn"]
+    # Subject ids answer the same as the emails they stand for.
+    ids = [r["subject_id"] or "sub_nobody" for r in results]
+    by_id = post(client, token, "check-batch", {"purpose": "social_matching",
+                                                "network": "facebook", "subject_ids": ids}).json
+    assert [r["status"] for r in by_id["results"]] == [r["status"] for r in results]
+
+
+def test_batch_decision_is_bound_to_the_exact_request_and_results(client, token, population):
+    raw = json.dumps({"purpose": "social_matching", "network": "facebook",
+                      "emails": population}).encode()
+    response = post(client, token, "check-batch", data=raw, content_type="application/json")
+    header, claims = decision_claims(client, response.json["decision"])
+    assert header["typ"] == "consent-decision+jwt"
+    assert claims["request_sha256"] == hashlib.sha256(raw).hexdigest()
+    canonical = json.dumps(response.json["results"], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False).encode()
+    assert claims["results_sha256"] == hashlib.sha256(canonical).hexdigest()
+    assert (claims["count"], claims["allowed_count"]) == (8, 2)
+    assert claims["exp"] - claims["iat"] <= 300
+    other = post(client, token, "check-batch", {"purpose": "social_matching",
+                                                "network": "facebook",
+                                                "emails": population[:1]})
+    assert decision_claims(client, other.json["decision"])[1]["request_sha256"] \
+        != claims["request_sha256"]
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"purpose": "social_matching", "network": "facebook", "emails": []}, 400, "invalid_batch"),
+    ({"purpose": "social_matching", "network": "facebook", "emails": "a@b.test"}, 400,
+     "invalid_batch"),
+    ({"purpose": "social_matching", "network": "facebook"}, 400, "invalid_subject"),
+    ({"purpose": "social_matching", "network": "facebook", "emails": ["a@b.test"],
+      "subject_ids": ["x"]}, 400, "invalid_subject"),
+    ({"purpose": "social_matching", "network": "facebook", "emails": ["a@b.test", 7]}, 400,
+     "invalid_email"),
+    ({"purpose": "social_matching", "network": "facebook", "emails": ["a@b.test", "nope"]}, 400,
+     "invalid_email"),
+    ({"purpose": "social_matching", "network": "facebook", "subject_ids": ["x" * 41]}, 400,
+     "invalid_subject"),
+    ({"purpose": "social_matching", "emails": ["a@b.test"]}, 400, "invalid_network"),
+    ({"purpose": "ads", "emails": ["a@b.test"]}, 400, "invalid_purpose"),
+    ({"purpose": "newsletter", "emails": ["a@b.test"] * 10_001}, 413, "batch_too_large"),
+])
+def test_malformed_or_oversized_batches_get_a_clear_4xx_and_change_nothing(
+        app, client, token, population, body, status, code):
+    before = counts(app)
+    for path in ("check-batch", "purge-audit"):
+        response = post(client, token, path, body)
+        assert (response.status_code, response.json["error"]) == (status, code)
+    assert counts(app) == before
+
+
+def test_batch_of_ten_thousand_is_accepted(client, token, population):
+    emails = [f"p{i}@example.test" for i in range(10_000)]
+    emails[5000] = "given@example.test"
+    response = post(client, token, "check-batch", {"purpose": "social_matching",
+                                                   "network": "facebook", "emails": emails})
+    assert response.status_code == 200
+    statuses = [r["status"] for r in response.json["results"]]
+    assert statuses[5000] == "given" and statuses.count("unknown") == 9_999
+
+
+def test_batch_needs_a_token_and_never_reveals_another_campaign(app, client, token, population):
+    assert post(client, "forged", "check-batch", {"purpose": "newsletter",
+                                                  "emails": ["a@b.test"]}).status_code == 401
+    with app.app_context():
+        with db.transaction() as session:
+            from consent_widget.campaigns import create_campaign
+            create_campaign(session, "other", name="Other", controller="Other",
+                            contact_email="dpo@other.test", policy_url="https://other.test/p",
+                            origins=[], locale="fr", networks=["facebook"])
+    give(app, "other", "only-other@example.test", networks=["facebook"])
+    response = post(client, token, "check-batch", {"purpose": "social_matching",
+                                                   "network": "facebook",
+                                                   "emails": ["only-other@example.test"]})
+    assert response.json["results"][0]["status"] == "unknown"
+
+
+def test_purge_audit_returns_exactly_those_without_consent(client, token, app, campaign):
+    holders = [f"m{i}@example.test" for i in range(12)]
+    for email in holders:
+        give(app, "demo", email, networks=["facebook"])
+    withdrawn = {holders[i] for i in (1, 4, 5, 11)}
+    for email in withdrawn:
+        withdraw(app, email, "facebook")
+    raw = json.dumps({"purpose": "social_matching", "network": "facebook",
+                      "emails": holders}).encode()
+    response = post(client, token, "purge-audit", data=raw, content_type="application/json")
+    assert response.status_code == 200
+    body = response.json
+    assert {entry["email"] for entry in body["purge"]} == withdrawn
+    assert [entry["index"] for entry in body["purge"]] == [1, 4, 5, 11]
+    assert {entry["status"] for entry in body["purge"]} == {"withdrawn"}
+    header, claims = decision_claims(client, body["statement"])
+    assert header["typ"] == "purge-statement+jwt"
+    assert claims["request_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert (claims["count"], claims["purge_count"]) == (12, 4)
+    canonical = json.dumps(body["purge"], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False).encode()
+    assert claims["purge_sha256"] == hashlib.sha256(canonical).hexdigest()
+    assert "4 have no valid consent" in claims["statement"]
+
+
+def test_event_feed_pages_with_stable_cursors(app, client, token, campaign):
+    give(app, "demo", "a@example.test", networks=["facebook"])
+    give(app, "demo", "b@example.test", newsletter=True)
+    withdraw(app, "a@example.test", "facebook")
+    headers = {"Authorization": f"Bearer {token}"}
+    seen, after = [], "0"
+    while True:
+        page = client.get(f"/api/v1/events?after={after}&limit=2", headers=headers).json
+        seen += page["events"]
+        if not page["has_more"]:
+            break
+        after = page["next"]
+    assert [(e["type"], e["data"]["email"], e["data"]["network"]) for e in seen] == [
+        ("consent.given", "a@example.test", "facebook"),
+        ("consent.given", "b@example.test", None),
+        ("consent.withdrawn", "a@example.test", "facebook")]
+    assert all(e["data"]["receipt_id"] for e in seen)
+    # A cursor means the same thing later, whatever has happened since.
+    again = client.get(f"/api/v1/events?after={seen[0]['cursor']}", headers=headers).json
+    assert [e["id"] for e in again["events"]] == [e["id"] for e in seen[1:]]
+    end = client.get(f"/api/v1/events?after={page['next']}", headers=headers).json
+    assert (end["events"], end["next"]) == ([], page["next"])
+
+
+@pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=" + "9" * 19, "limit=0",
+                                   "limit=1001", "limit=x", "after=%C2%B2"])
+def test_event_feed_refuses_bad_cursors(client, token, query):
+    response = client.get(f"/api/v1/events?{query}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400
+    assert response.json["error"] in ("invalid_cursor", "invalid_limit")
+
+
+@pytest.mark.parametrize("address", [
+    "A.B@Example.ORG", " x@y.org ", "a..b@x.org", ".a@x.org", "a.@x.org", "a@x-.org",
+    "a@-x.org", "a@x.o", "a@x.123", "a@x", "a@x_y.org", "a@localhost", "a@x.local",
+    "a@xn--bcher-kva.ch", "a@ab--c.org", "a+tag@sub.example.org", "\u00e9@x.org",
+    "a@b\u00fccher.ch", "x" * 65 + "@x.org", "a@" + "b" * 64 + ".org", '"q"@x.org',
+    "a@b.c.museum", "a@x.test", "a@[127.0.0.1]", "", "@", "a@.org", "a b@x.org"])
+def test_fast_normalisation_is_exactly_normalise(address):
+    try:
+        expected = normalise(address)
+    except InvalidEmail:
+        with pytest.raises(InvalidEmail):
+            normalise_fast(address)
+    else:
+        assert normalise_fast(address) == expected
