@@ -23,10 +23,15 @@ instance/config.py:
 	mkdir -p instance
 	$(BIN)/python -c "import secrets; print('SECRET_KEY = %r' % secrets.token_urlsafe(48))" > $@
 
+# `make run PORT=5100 HOST_PORT=5101` when the default ports are taken.
+PORT ?= 5000
+HOST_PORT ?= 5001
+
 run: install instance/config.py
 	$(BIN)/consent-widget db upgrade
-	$(BIN)/consent-widget demo setup
-	CONSENT_DEV_WORKER=1 $(BIN)/consent-widget demo serve
+	CONSENT_BASE_URL=http://127.0.0.1:$(PORT) $(BIN)/consent-widget demo setup --host-port $(HOST_PORT)
+	CONSENT_BASE_URL=http://127.0.0.1:$(PORT) CONSENT_DEV_WORKER=1 \
+		$(BIN)/consent-widget demo serve --port $(PORT) --host-port $(HOST_PORT)
 
 # axe-core, for the browser tests' accessibility checks, from the npm registry (git-ignored).
 AXE := tests/browser/node_modules/axe-core/axe.min.js

@@ -354,11 +354,13 @@ def demo_group():
 
 
 @demo_group.command("setup")
+@click.option("--host-port", default=5001, show_default=True,
+              help="Port of the demo host page, whose origin may frame the widget.")
 @with_appcontext
-def demo_setup():
+def demo_setup(host_port):
     """Create the demo campaign, a platform client and a signing key (once); print them."""
     from . import demo
-    _print_json(demo.setup(current_app._get_current_object()))
+    _print_json(demo.setup(current_app._get_current_object(), host_port=host_port))
 
 
 @demo_group.command("serve")

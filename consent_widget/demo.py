@@ -21,9 +21,10 @@ _CRM_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 dev_bp = Blueprint("dev", __name__)
 
 
-def setup(app) -> dict:
-    """Create the demo campaign, a platform client and a signing key unless they exist."""
-    host_origins = ["http://127.0.0.1:5001", "http://localhost:5001"]
+def setup(app, host_port: int = 5001) -> dict:
+    """Create the demo campaign, a platform client and a signing key unless they exist; let the
+    demo host page on ``host_port`` frame the widget."""
+    host_origins = [f"http://127.0.0.1:{host_port}", f"http://localhost:{host_port}"]
     credentials_file = os.path.join(app.instance_path, "demo-client.json")
     with db.transaction() as session:
         keys.active_key(session)
@@ -34,6 +35,8 @@ def setup(app) -> dict:
                 controller="Association de financement Marie Exemple 2027",
                 contact_email="dpo@example.org", policy_url="https://example.org/privacy",
                 origins=host_origins, locale="fr", controller_address="1 rue de l'Exemple, Paris")
+        else:
+            campaign.origins = list(dict.fromkeys([*campaign.origins, *host_origins]))
         if not os.path.exists(credentials_file):
             client, secret = oauth.create_client(session, campaign, name="demo CRM")
             os.makedirs(app.instance_path, exist_ok=True)

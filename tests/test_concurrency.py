@@ -116,5 +116,6 @@ def test_first_views_of_a_new_notice_at_once_record_one_version(app, campaign):
     assert run_together(THREADS, view) == []
     assert len(set(ids)) == 1
     with app.app_context():
-        versions = db.session().scalars(select(Notice.version).where(Notice.locale == "en")).all()
+        versions = db.session().scalars(select(Notice.version).where(
+            Notice.purpose == "newsletter", Notice.locale == "en")).all()
     assert versions == [1]
