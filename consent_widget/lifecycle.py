@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import ledger, mail, receipts
+from . import ledger, mail, receipts, webhooks
 from .models import (EXPIRED, GIVEN, Campaign, ConsentState, OutboxMessage, Signup, Subject,
                      utcnow)
 
@@ -83,6 +83,8 @@ def erase_subject(session: Session, campaign: Campaign, subject: Subject, *, met
     receipt = ledger.withdraw(session, campaign, subject, method=method,
                               locale=campaign.locale, now=now, notify=False)
     _forget_address(session, campaign, subject)
+    if subject.erased_at is None:  # platforms must delete everything about the person too
+        webhooks.queue_subject_erased(session, campaign, subject, now)
     subject.erased_at = subject.erased_at or now
     return {"campaign": campaign.slug, "subject_id": subject.public_id,
             "withdrawal_receipt_id": receipt.id if receipt else None,

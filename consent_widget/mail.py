@@ -163,6 +163,13 @@ def queue_receipt(session: Session, campaign, subject, receipt, locale: str) -> 
             manage_url=urls.manage_url(campaign, subject))
     headers = newsletter_headers(campaign, subject) if newsletter_given else None
     message = _compose(campaign, subject.email, locale, title, text, html, headers)
+    if receipt is not None:
+        # The signed receipt itself, for the person to keep: any JOSE library verifies it.
+        # (Adding a part moves Content-* headers into the body part: set the language again.)
+        del message["Content-Language"]
+        message.add_attachment(receipt.jws.encode("ascii"), maintype="application",
+                               subtype="jwt", filename=f"consent-receipt-{receipt.id}.jwt")
+        message["Content-Language"] = locale
     return _enqueue(session, campaign, message)
 
 

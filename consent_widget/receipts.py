@@ -41,6 +41,9 @@ _COLLECTION_METHODS = {
     "email_confirmation": "web form with email confirmation (double opt-in)",
     "manage_page": "withdrawal on the manage page linked from every email",
     "one_click_unsubscribe": "one-click unsubscribe from a newsletter email (RFC 8058)",
+    "validity_expired": "end of the consent's validity period",
+    "erasure_request": "erasure requested from the controller",
+    "manage_page_erasure": "erasure on the manage page linked from every email",
 }
 # Kantara v1.1 purpose categories. Matching enriches the campaign's own view of its supporters;
 # it is deliberately not "Marketing", which would read as consent to ad targeting.

@@ -92,6 +92,9 @@ def test_sign_up_confirm_check_withdraw(app, client, runner, campaign, smtp_serv
     assert len(smtp_server.messages) == 2
     receipt_email = smtp_server.messages[1]
     assert receipt_email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    [attachment] = list(receipt_email.iter_attachments())
+    assert attachment.get_content_type() == "application/jwt"
+    assert attachment.get_content().decode() == receipt  # the very receipt the API returns
     manage_link = next(u for u in links_in(receipt_email) if "/manage/" in u)
     assert client.post(path_of(manage_link),
                        data={"withdraw": "social_matching:facebook"}).status_code == 200

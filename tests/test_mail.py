@@ -243,7 +243,8 @@ def test_receipt_email_says_what_is_given_and_names_the_receipt(app, campaign):
     ids = sign_up(app)
     give(app, ids["subject_pk"], "newsletter:", "social_matching:facebook")
     give(app, ids["subject_pk"], "social_matching:facebook", event=WITHDRAWN)
-    receipt = Receipt(id=str(uuid4()), issued_at=datetime(2027, 3, 1, 9, 30, tzinfo=timezone.utc))
+    receipt = Receipt(id=str(uuid4()), issued_at=datetime(2027, 3, 1, 9, 30, tzinfo=timezone.utc),
+                      jws="e30.e30.c2ln")
     queue_receipt(app, ids["subject_pk"], receipt=receipt)
     message = queued(app)[-1]
     text, html = parts(message)
@@ -272,7 +273,7 @@ def test_receipt_email_in_french(app, campaign):
     ids = sign_up(app, locale="fr")
     give(app, ids["subject_pk"], "newsletter:")
     queue_receipt(app, ids["subject_pk"], locale="fr",
-                  receipt=Receipt(id=str(uuid4()), issued_at=utcnow()))
+                  receipt=Receipt(id=str(uuid4()), issued_at=utcnow(), jws="e30.e30.c2ln"))
     message = queued(app)[-1]
     assert message["Subject"] == "Vos choix de consentement pour Marie 2027"
     assert "Vous autorisez\u00a0:" in parts(message)[0]

@@ -279,3 +279,23 @@ def test_a_test_to_a_dead_endpoint_exits_1(runner, endpoint, receiver):
     result = runner.invoke(main, ["webhook", "test", "demo", endpoint["id"]])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["ok"] is False
+
+
+def test_erasure_and_expiry_reach_the_platform(app, runner, endpoint, receiver):
+    give(app, "demo", "ana@example.test", networks=["facebook"])
+    give(app, "demo", "bob@example.test", newsletter=True)
+    run_json(runner, "subject", "erase", "ana@example.test", "--campaign", "demo")
+    from consent_widget import lifecycle
+    lifecycle.run_jobs(app, now=utcnow() + timedelta(days=731))
+    outbox.deliver_due(app)
+    bodies = list(receiver.processed.values())
+    assert [b["type"] for b in bodies] == ["consent.given", "consent.given",
+                                           "consent.withdrawn", "subject.erased",
+                                           "consent.expired"]
+    withdrawn, erased, expired = bodies[2:]
+    # Erased before the worker ran: the address is gone, the subject id is what to delete by.
+    assert withdrawn["data"]["email"] is None and withdrawn["data"]["network"] == "facebook"
+    assert erased["data"]["subject_id"] == withdrawn["data"]["subject_id"]
+    assert erased["data"]["email"] is None
+    assert (expired["data"]["email"], expired["data"]["purpose"]) == ("bob@example.test",
+                                                                      "newsletter")

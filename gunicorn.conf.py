@@ -1,0 +1,54 @@
+"""gunicorn settings for ``gunicorn server:app``, read from this file by default.
+
+Every value can be overridden on the command line (``--bind``, ``--workers``, ...), which wins
+over this file, or with gunicorn's own environment variables (``WEB_CONCURRENCY``,
+``GUNICORN_CMD_ARGS``). docs/deploy.md explains the choices and how to size them.
+"""
+import multiprocessing
+import os
+
+# Behind a TLS reverse proxy on the same host: listen on loopback only.
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+
+# Requests spend most of their time waiting on the database, so a few threads per process keep a
+# core busy; processes give the parallelism. Each process needs one database connection per
+# thread, so workers * threads must stay under the database's connection limit.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+
+# The app is built once in the master and the workers are forked from it, sharing its memory
+# pages until they write to them. create_app opens no connection, so no socket is shared.
+preload_app = True
+
+# A request that takes longer than this is stuck (the slowest, a batch check of 10,000 addresses,
+# takes a few seconds): the master kills and replaces the worker. Its transaction is rolled back
+# by the database when the connection drops, so nothing is half-written.
+timeout = 30
+# SIGTERM lets running requests finish for this long before the workers are killed.
+graceful_timeout = 30
+keepalive = 5
+
+# Replace each worker after about this many requests, so that a slow leak never grows without
+# bound; the jitter keeps the workers from restarting all at once.
+max_requests = 10000
+max_requests_jitter = 1000
+
+# Trust X-Forwarded-Proto (https) only from the reverse proxy on this host.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+# gunicorn's own messages (start, worker restarts, timeouts) to stderr; the app logs requests.
+errorlog = "-"
+loglevel = "info"
+
+
+def post_fork(_server, _worker):
+    """Give each forked worker a connection pool of its own.
+
+    With ``preload_app`` the engine was built in the master; ``dispose(close=False)`` drops the
+    pool inherited by the fork without closing connections that are not this process's.
+    """
+    import server
+    with server.app.app_context():
+        from consent_widget import db
+        db.engine().dispose(close=False)
