@@ -211,6 +211,7 @@ def batch_rate(port: int, bearer: str, subjects: int, rounds: int = 10) -> tuple
 
 def main() -> None:
     """Run the benchmark and print its figures."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     parser = argparse.ArgumentParser(description="Benchmark of the platform API.")
     parser.add_argument("--subjects", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=10)

@@ -194,8 +194,10 @@ def purge_audit():
     """Which of the people a platform holds matched data about must it purge? Signed."""
     purpose, network, kind, entries, states = _batch_question(_json_object(MAX_BATCH_BODY))
     field = "email" if kind == "emails" else "subject_id"
-    purge = [{"index": index, field: entries[index], "status": view.status,
-              "subject_id": view.subject_id}
+    # The entry as submitted comes last, so a subject id asked about stays in the answer even
+    # when it names no one.
+    purge = [{"index": index, "status": view.status, "subject_id": view.subject_id,
+              field: entries[index]}
              for index, view in enumerate(states) if not view.allowed]
     claims = _signed_claims(purpose, network, kind, len(entries))
     issued = utcnow()

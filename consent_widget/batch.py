@@ -2,7 +2,7 @@
 
 A batch of up to :data:`MAX_ENTRIES` emails or subject ids is answered with one query per chunk
 of :data:`CHUNK` entries (an ``IN`` on the keyed hash or the subject id, joined to the state),
-never one query per entry. Each answer is the same :class:`~consent_widget.ledger.StateView` a
+never one query per entry. Each answer is the same :class:`~consent_widget.state.StateView` a
 single check gives, so the two always agree.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import email_validator
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from . import ledger
 from .emails import MAX_EMAIL_LENGTH, lookup_hmac, normalise
-from .models import GIVEN, Campaign, ConsentState, Notice, Subject, utcnow
+from .models import EXPIRED, GIVEN, WITHDRAWN, Campaign, ConsentState, Notice, Subject, utcnow
+from .state import StateView
 
 MAX_ENTRIES = 10_000
 #: Entries per query: well under SQLite's (32,766) and PostgreSQL's (65,535) limits on bound
@@ -50,24 +50,26 @@ def normalise_fast(address: str) -> str:
 
 def _view(public_id: str, status: str | None, expires_at: datetime | None,
           receipt_id: str | None, given_at: datetime | None, version: int | None,
-          now: datetime) -> ledger.StateView:
-    # The same rules as ledger.state_of and ledger.effective_status, on a joined row.
+          now: datetime) -> StateView:
+    # The same rules as state.state_of and state.effective_status, on a joined row; the tests
+    # compare the two on a mixed population.
     if status is None:
-        return ledger.StateView(status="unknown", subject_id=public_id)
+        return StateView(status="unknown", subject_id=public_id)
     if status == GIVEN and expires_at is not None and expires_at <= now:
-        status = "expired"
+        status = EXPIRED
     if status != GIVEN:
-        return ledger.StateView(status=status, subject_id=public_id)
-    return ledger.StateView(status=status, subject_id=public_id, receipt_id=receipt_id,
+        return StateView(status=status, subject_id=public_id,
+                         receipt_id=receipt_id if status in (WITHDRAWN, EXPIRED) else None)
+    return StateView(status=status, subject_id=public_id, receipt_id=receipt_id,
                             given_at=given_at, notice_version=version)
 
 
 def _lookup(session: Session, campaign: Campaign, purpose: str, network: str, column,
-            keys: list[str], now: datetime) -> list[ledger.StateView]:
+            keys: list[str], now: datetime) -> list[StateView]:
     state_join = and_(ConsentState.campaign_id == campaign.id,
                       ConsentState.subject_id == Subject.id,
                       ConsentState.purpose == purpose, ConsentState.network == network)
-    found: dict[str, ledger.StateView] = {}
+    found: dict[str, StateView] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = sorted(set(keys[start:start + CHUNK]))
         # Through the session's connection, not the ORM: plain rows, none of the ORM's
@@ -80,13 +82,13 @@ def _lookup(session: Session, campaign: Campaign, purpose: str, network: str, co
             .where(Subject.campaign_id == campaign.id, column.in_(chunk)))
         for key, *fields in rows:
             found[key] = _view(*fields, now)
-    unknown = ledger.StateView(status="unknown")
+    unknown = StateView(status="unknown")
     return [found.get(key, unknown) for key in keys]
 
 
 def states_by_email(session: Session, campaign: Campaign, purpose: str, network: str,
                     addresses: list[str], key: bytes,
-                    now: datetime | None = None) -> list[ledger.StateView]:
+                    now: datetime | None = None) -> list[StateView]:
     """The state of each normalised address, in order (``unknown`` for strangers)."""
     hmacs = [lookup_hmac(key, address) for address in addresses]
     return _lookup(session, campaign, purpose, network, Subject.email_hmac, hmacs,
@@ -94,7 +96,7 @@ def states_by_email(session: Session, campaign: Campaign, purpose: str, network:
 
 
 def states_by_subject(session: Session, campaign: Campaign, purpose: str, network: str,
-                      public_ids: list[str], now: datetime | None = None) -> list[ledger.StateView]:
+                      public_ids: list[str], now: datetime | None = None) -> list[StateView]:
     """The state of each subject id, in order (``unknown`` for ids of no subject here)."""
     return _lookup(session, campaign, purpose, network, Subject.public_id, public_ids,
                    now or utcnow())

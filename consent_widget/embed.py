@@ -39,9 +39,11 @@ def describe(campaign, base_url: str) -> dict:
         "slug": campaign.slug,
         "name": campaign.name,
         "widget_url": widget,
-        "embed_snippet": f'<script src="{base}/embed.js" data-campaign="{campaign.slug}" async></script>',
+        "embed_snippet": (f'<script src="{base}/embed.js" data-campaign="{campaign.slug}" '
+                          f'async></script>'),
         "fallback_snippet": f'<noscript><a href="{widget}">{title}</a></noscript>',
-        "placeholder_snippet": (f'<div data-consent-campaign="{campaign.slug}"></div>\n'
+        "placeholder_snippet": (f'<div data-consent-campaign="{campaign.slug}">'
+                                f'<a href="{widget}">{title}</a></div>\n'
                                 f'<script src="{base}/embed.js" async></script>'),
         "iframe_snippet": (f'<iframe src="{widget}" title="{title}" '
                            f'style="width:100%;max-width:40rem;height:48rem;border:0"></iframe>'),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import time
 
@@ -27,6 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise
 from .models import OAuthClient, OAuthToken
+from .widget import MAX_BODY_BYTES
 
 #: Endpoints of the email link pages; they share one budget per client address.
 LINK_ENDPOINTS = ("links.confirm", "links.manage", "links.unsubscribe")
@@ -35,16 +37,21 @@ TOKEN_ENDPOINT = "oauth.issue_token"
 API_BLUEPRINT = "api"
 
 _EXTENSION = "consent_limiter"
+log = logging.getLogger(__name__)
 #: The settings that hold a limit, checked when the app is built.
 LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_LINKS",
                   "RATELIMIT_TOKEN", "RATELIMIT_API")
 
 
+def _key() -> bytes:
+    # Derived from the lookup key, so these hashes never equal the ones in the database.
+    return hmac.new(lookup_key(current_app.config), b"consent_widget rate limit keys v1",
+                    hashlib.sha256).digest()
+
+
 def _hashed(kind: str, value: str) -> str:
     """A key for ``value`` that cannot be reversed without the app's lookup key."""
-    key = hmac.new(lookup_key(current_app.config), b"consent_widget rate limit keys v1",
-                   hashlib.sha256).digest()
-    return kind + ":" + hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return kind + ":" + hmac.new(_key(), value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def client_address_key() -> str:
@@ -59,7 +66,6 @@ def submitted_email_key() -> str:
     parsing up to the app-wide limit would bypass it. An oversized body gets a fixed key and is
     refused by the view.
     """
-    from .widget import MAX_BODY_BYTES
     request.max_content_length = MAX_BODY_BYTES
     try:
         submitted = request.form.get("email", "")
@@ -72,8 +78,8 @@ def submitted_email_key() -> str:
     except InvalidEmail:
         # Still one budget per spelling, so malformed variants cannot be sent without end.
         return _hashed("email", submitted.strip().casefold()[:320])
-    local, _at, domain = address.rpartition("@")
-    return _hashed("email", f"{local.lower()}@{domain}")
+    # The lookup's normalisation, so every spelling of one mailbox shares one budget.
+    return "email:" + lookup_hmac(_key(), address)[:32]
 
 
 def api_client_key() -> str:
@@ -101,15 +107,15 @@ def _wants_json() -> bool:
     return accept.accept_json and not accept.accept_html
 
 
-def _retry_after(limit) -> int:
-    return max(1, math.ceil(limit.reset_at - time.time())) if limit is not None else 1
+def _seconds_to_reset(limit) -> int:
+    return max(0, math.ceil(limit.reset_at - time.time()))
 
 
 def _too_many_requests(exc: RateLimitExceeded):
     """429 as JSON under /api, /oauth and for the widget's script; a translated page elsewhere."""
     message = _("Too many requests in a short time. Please wait a moment and try again.")
     if not _wants_json():
-        return render_template("error.html", status=429, title="Too Many Requests",
+        return render_template("error.html", status=429, title=_("Too many requests"),
                                message=message), 429
     if request.endpoint == SIGNUP_ENDPOINT:
         # The widget's script shows ``errors``; the API's shape is there too for other clients.
@@ -127,13 +133,17 @@ def _ratelimit_headers(response):
     current = limiter.current_limit if limiter is not None else None
     if current is None:
         return response
-    reset = _retry_after(current) if current.breached else max(
-        0, math.ceil(current.reset_at - time.time()))
+    try:
+        reset, remaining = _seconds_to_reset(current), current.remaining
+    except Exception:  # storage lost since the check: the headers are advice, the answer stands
+        log.warning("rate-limit headers left out: the limit storage did not answer")
+        return response
+    if current.breached:
+        reset, remaining = max(1, reset), 0
     response.headers["RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["RateLimit-Remaining"] = str(0 if current.breached else current.remaining)
+    response.headers["RateLimit-Remaining"] = str(remaining)
     response.headers["RateLimit-Reset"] = str(reset)
-    response.headers["RateLimit-Policy"] = (
-        f"{current.limit.amount};w={current.limit.get_expiry()}")
+    response.headers["RateLimit-Policy"] = f"{current.limit.amount};w={current.limit.get_expiry()}"
     if response.status_code == 429:
         response.headers["Retry-After"] = str(reset)
     return response
@@ -147,9 +157,11 @@ def _limit_endpoint(app, endpoint: str, decorator) -> None:
 def init_app(app) -> None:
     """Create the app's limiter and apply the configured limits to the views.
 
-    Call after every blueprint is registered: the views must exist to be wrapped. The limiter
-    fails open: if Redis is unreachable, limits fall back to this process's memory rather than
-    turn signups and withdrawals away with errors.
+    Call after every blueprint is registered: the views must exist to be wrapped. Behind
+    ``TRUSTED_PROXIES`` reverse proxies the client address is read from ``X-Forwarded-For``, or
+    every supporter would share the proxy's budget. The limiter fails open: if Redis is
+    unreachable, limits fall back to this process's memory rather than turn signups and
+    withdrawals away with errors.
     """
     for name in LIMIT_SETTINGS:
         # Flask-Limiter would only log a malformed limit and apply none: refuse to start instead.
@@ -161,18 +173,23 @@ def init_app(app) -> None:
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
+    storage = app.config["RATELIMIT_STORAGE_URL"]
+    # A Redis that stops answering must cost a request a second at most, not hang it.
+    options = {"socket_connect_timeout": 1, "socket_timeout": 1} if storage.startswith(
+        ("redis://", "rediss://", "redis+unix://")) else {}
     limiter = Limiter(
-        client_address_key, app=app, storage_uri=app.config["RATELIMIT_STORAGE_URL"],
+        client_address_key, app=app, storage_uri=storage, storage_options=options,
         strategy="fixed-window", headers_enabled=False, key_prefix="consent_widget",
         in_memory_fallback_enabled=True, swallow_errors=True)
     app.extensions[_EXTENSION] = limiter
     config = app.config
 
-    _limit_endpoint(app, SIGNUP_ENDPOINT, lambda view: limiter.limit(
+    # Two limits on one view: Flask-Limiter checks both from the innermost wrapper.
+    _limit_endpoint(app, SIGNUP_ENDPOINT, limiter.limit(
+        config["RATELIMIT_SIGNUP_PER_IP"], key_func=client_address_key, scope="signup-ip"))
+    _limit_endpoint(app, SIGNUP_ENDPOINT, limiter.limit(
         config["RATELIMIT_SIGNUP_PER_EMAIL"], key_func=submitted_email_key,
-        scope="signup-email")(limiter.limit(
-            config["RATELIMIT_SIGNUP_PER_IP"], key_func=client_address_key,
-            scope="signup-ip")(view)))
+        scope="signup-email"))
     links = limiter.shared_limit(config["RATELIMIT_LINKS"], scope="links",
                                  key_func=client_address_key)
     for endpoint in LINK_ENDPOINTS:

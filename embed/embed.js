@@ -1,7 +1,7 @@
 /* consent_widget loader: puts the campaign's widget, in an iframe, where the snippet is.
  *   <script src="BASE/embed.js" data-campaign="SLUG" async></script>
  * or, for site builders that strip attributes from scripts, a placeholder anywhere on the page:
- *   <div data-consent-campaign="SLUG"></div>
+ *   <div data-consent-campaign="SLUG"><a href="BASE/w/SLUG">Sign up</a></div>
  * Optional attributes: data-lang="fr|en", data-title="title of the frame".
  * Sets no cookie, uses no storage and asks nothing of any host but the widget's own. */
 (function () {
@@ -28,6 +28,8 @@
     frame.style.cssText = "display:block;width:100%;max-width:40rem;height:36rem;border:0";
     frames.push(frame);
     if (inside) {
+      // A placeholder's own content (a plain link) is the fallback for browsers without scripts.
+      anchor.textContent = "";
       anchor.appendChild(frame);
     } else {
       anchor.parentNode.insertBefore(frame, anchor.nextSibling);

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from consent_widget import create_app, db, migrate
 from consent_widget.campaigns import create_campaign
+from consent_widget.models import Base
 
 CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "translations"
 
@@ -24,6 +25,8 @@ CATALOGUES = Path(__file__).resolve().parent.parent / "consent_widget" / "transl
 #: ``CONSENT_TEST_POSTGRES_URL`` names a server (``.ci/run`` sets it).
 POSTGRES_URL = os.environ.get("CONSENT_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+#: The newest migration, read once: reading the scripts costs more than a test's reset.
+HEAD = migrate.head()
 
 
 # Test addresses use the reserved .test domain, which email-validator accepts only in its test mode.
@@ -91,16 +94,19 @@ def postgres_database():
 
 
 def reset_postgres(engine) -> None:
-    """Empty every table and restart its ids: the state of a fresh migration, in milliseconds.
+    """Empty every table and restart its ids: the state of a fresh migration.
 
-    A test that migrated down (``test_migrations``) and failed half-way is repaired first."""
-    if migrate.current(engine) != migrate.head():
+    DELETE, children first, rather than TRUNCATE: on tables of a few rows it takes a few
+    milliseconds where TRUNCATE, which swaps every table's files, takes half a second. A test
+    that migrated down (``test_migrations``) and failed half-way is repaired first."""
+    if migrate.current(engine) != HEAD:
         migrate.upgrade(engine)
     with engine.begin() as connection:
-        tables = connection.execute(text(
-            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename <> 'alembic_version'")).scalars().all()
-        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+        connection.execute(text(
+            "SELECT setval(c.oid, 1, false) FROM pg_class c "
+            "WHERE c.relkind = 'S' AND c.relnamespace = current_schema()::regnamespace"))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,7 +6,7 @@ import json
 
 import jwt
 import pytest
-from email_validator import validate_email
+from sqlalchemy import select
 
 from consent_widget import db, ledger
 from consent_widget.batch import normalise_fast
@@ -14,7 +14,6 @@ from consent_widget.emails import InvalidEmail, lookup_key, normalise
 from consent_widget.models import Campaign
 from conftest import run_json
 from helpers import counts, give, sign_up
-from sqlalchemy import select
 
 
 @pytest.fixture
@@ -176,6 +175,12 @@ def test_purge_audit_returns_exactly_those_without_consent(client, token, app, c
                            ensure_ascii=False).encode()
     assert claims["purge_sha256"] == hashlib.sha256(canonical).hexdigest()
     assert "4 have no valid consent" in claims["statement"]
+
+    by_id = post(client, token, "purge-audit", {
+        "purpose": "social_matching", "network": "facebook",
+        "subject_ids": [body["purge"][0]["subject_id"], "sub_nobody"]}).json
+    assert [(e["subject_id"], e["status"]) for e in by_id["purge"]] == [
+        (body["purge"][0]["subject_id"], "withdrawn"), ("sub_nobody", "unknown")]
 
 
 def test_event_feed_pages_with_stable_cursors(app, client, token, campaign):

@@ -17,8 +17,8 @@ from consent_widget.emails import lookup_key
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Subject
 from helpers import confirm, sign_up
 
-THREADS = 8
-ROUNDS = 12
+THREADS = 6
+ROUNDS = 8
 
 
 def run_together(count: int, work) -> list[BaseException]:

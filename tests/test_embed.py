@@ -119,7 +119,7 @@ def test_the_widget_page_carries_the_oembed_discovery_link_that_oembed_answers(c
     assert client.get(href.removeprefix("http://consent.test")).json["type"] == "rich"
 
 
-# --- what the CLI prints ---------------------------------------------------------------------------
+# --- what the CLI prints -------------------------------------------------------------------------
 
 def test_campaign_snippet_prints_every_way_to_embed(runner, campaign):
     out = run_json(runner, "campaign", "snippet", "demo")
@@ -127,7 +127,8 @@ def test_campaign_snippet_prints_every_way_to_embed(runner, campaign):
                                     'data-campaign="demo" async></script>')
     assert out["fallback_snippet"] == ('<noscript><a href="http://consent.test/w/demo">'
                                        'Marie 2027</a></noscript>')
-    assert '<div data-consent-campaign="demo"></div>' in out["placeholder_snippet"]
+    assert ('<div data-consent-campaign="demo"><a href="http://consent.test/w/demo">Marie 2027'
+            '</a></div>') in out["placeholder_snippet"]
     assert out["iframe_snippet"].startswith('<iframe src="http://consent.test/w/demo" '
                                             'title="Marie 2027"')
     assert out["oembed_url"] == ("http://consent.test/oembed?url=http%3A%2F%2Fconsent.test"
@@ -145,10 +146,12 @@ CREATE = ["campaign", "create", "theme", "--name", "N", "--controller", "C",
           "--contact-email", "dpo@x.test", "--policy-url", "https://x.test/p"]
 
 
-def test_campaign_create_takes_a_theme(runner):
+def test_campaign_create_takes_a_theme_that_the_widget_then_shows(runner, client):
     out = run_json(runner, *CREATE, "--accent", "#7A1F5C", "--font", "serif", "--radius", "0",
                    "--scheme", "light")
     assert out["theme"] == {"accent": "#7a1f5c", "font": "serif", "radius": 0, "scheme": "light"}
+    page = client.get("/w/theme").get_data(as_text=True)
+    assert 'data-scheme="light"' in page and "--accent:#7a1f5c" in page
 
 
 @pytest.mark.parametrize("args, message", [

@@ -62,3 +62,16 @@ def test_schemathesis_finds_no_5xx_and_no_mismatch(app, token, mode):
             case.validate_response(response, checks=CHECKS)
 
         exercise()
+
+
+def test_the_reference_page_documents_every_operation_and_event(client):
+    from pathlib import Path
+
+    from consent_widget import events
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for path, operations in client.get("/api/v1/openapi.json").json["paths"].items():
+        for method in operations:
+            assert f"## {method.upper()} {path}\n" in reference, (method, path)
+    for name, event_class in events.EVENT_TYPES.items():
+        assert f"`{name}`" in reference, name
+        assert event_class.__doc__ and name in event_class.__doc__, name

@@ -86,7 +86,8 @@ HOST_PAGES = {
     "/script": """<script src="{{ base }}/embed.js" data-campaign="{{ slug }}" async></script>
 <noscript><a href="{{ base }}/w/{{ slug }}">Sign up</a></noscript>""",
     # Two placeholders and one loader: several widgets on one page, one in English.
-    "/placeholders": """<div data-consent-campaign="{{ slug }}" data-lang="fr"></div>
+    "/placeholders": """<div data-consent-campaign="{{ slug }}" data-lang="fr">
+<a href="{{ base }}/w/{{ slug }}">Sign up</a></div>
 <p>Between the two widgets.</p>
 <div data-consent-campaign="{{ slug }}" data-lang="en"></div>
 <script src="{{ base }}/embed.js" async></script>""",
@@ -133,7 +134,8 @@ class Site:
     the campaign did not list; ``hosts`` are the only ``host:port`` a page may ever contact."""
 
     def __init__(self, app, widget, host, stranger, smtp):
-        self.app, self.widget, self.host, self.stranger, self.smtp = app, widget, host, stranger, smtp
+        self.app, self.widget, self.host, self.stranger = app, widget, host, stranger
+        self.smtp = smtp
         self.hosts = {urlsplit(widget.origin).netloc, urlsplit(host.origin).netloc}
 
     def deliver(self) -> list:

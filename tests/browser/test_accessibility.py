@@ -9,7 +9,8 @@ from sqlalchemy import select
 from .conftest import SCREENSHOTS, SLUG
 from consent_widget import db, theme
 from consent_widget.models import Campaign
-from .test_embedding import assert_confirmation_email_arrives, assert_only_our_hosts, wait_for_widgets
+from .test_embedding import (assert_confirmation_email_arrives, assert_only_our_hosts,
+                             wait_for_widgets)
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
@@ -96,7 +97,7 @@ def test_axe_finds_no_serious_violation_in_the_dark_scheme(browser, site, axe_so
     context.close()
 
 
-def test_the_form_reflows_at_320_px_with_targets_of_24_px(browser, site):
+def test_the_form_reflows_at_320_px_with_equal_targets_of_24_px(browser, site):
     context = browser.new_context(viewport={"width": 320, "height": 640})
     page = context.new_page()
     page.goto(site.widget.origin + f"/w/{SLUG}?lang=fr")
@@ -105,6 +106,13 @@ def test_the_form_reflows_at_320_px_with_targets_of_24_px(browser, site):
         for box in page.locator(selector).all():
             size = box.bounding_box()
             assert size["width"] >= 24 and size["height"] >= 24, selector
+    # The newsletter and each network look alike: same box, same label type.
+    looks = page.locator(".choice").evaluate_all("""choices => choices.map(choice => {
+        const box = choice.querySelector("input").getBoundingClientRect();
+        const label = getComputedStyle(choice.querySelector("label"));
+        return [box.width, box.height, label.fontSize, label.fontWeight, label.color];
+    })""")
+    assert len(looks) == 3 and all(look == looks[0] for look in looks)
     context.close()
 
 
@@ -124,7 +132,8 @@ def test_a_campaign_theme_applies_under_the_strict_csp(browser, site):
     assert button.evaluate("e => getComputedStyle(e).borderTopLeftRadius") == "12px"
     assert "Charter" in button.evaluate("e => getComputedStyle(e).fontFamily")
     # "light" holds even for a reader who prefers dark.
-    assert page.evaluate("getComputedStyle(document.documentElement).backgroundColor") == "rgb(255, 255, 255)"
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    assert background == "rgb(255, 255, 255)"
     assert not [text for text in refusals if "Content Security Policy" in text]
     context.close()
 

@@ -1,0 +1,289 @@
+"""Signups per second on SQLite and PostgreSQL, check throughput on PostgreSQL, and the memory
+of each gunicorn worker, in one run on the same machine.
+
+For each database the script migrates an empty database, creates a campaign, serves the app
+with ``gunicorn server:app`` (the project's gunicorn.conf.py, ``--workers`` processes) and then,
+over loopback HTTP with keep-alive connections:
+
+1. submits ``--signups`` widget forms (``POST /w/<slug>``, newsletter and one network ticked),
+   each writing three ledger events and queueing a confirmation email;
+2. confirms each of them (``POST`` of its confirmation link), each writing the ``given`` events,
+   a signed receipt and a second email;
+3. on PostgreSQL, sends ``POST /api/v1/consents/check`` for ``--checks`` requests.
+
+A signup counts once both its submission and its confirmation are answered; signups per second
+is their number over the time of both phases. Emails are queued, not sent (no worker runs): the
+worker's cost is separate from the request path. The resident memory (RSS, and PSS, which
+splits shared pages between the processes sharing them) of each gunicorn worker is read from
+/proc after the load.
+
+Run: ``.venv/bin/python bench/bench_signups.py`` (``--postgres URL`` of a server where the
+script may create and drop a database, default the local one; ``--signups N``,
+``--checks N``, ``--workers N``, ``--clients N``; ``--no-postgres`` for SQLite alone). Not part
+of the test suite: figures depend on the machine and on what else runs on it.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from consent_widget import create_app, db, migrate, oauth, urls  # noqa: E402
+from consent_widget.campaigns import create_campaign  # noqa: E402
+from consent_widget.models import Campaign, Signup  # noqa: E402
+
+SECRET = secrets.token_urlsafe(32)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prepare(url: str, outbox: str):
+    """Migrate the database at ``url``, create the campaign ``bench``; return the app."""
+    app = create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": url,
+                      "BASE_URL": "http://bench.example.org", "MAIL_URL": f"file://{outbox}",
+                      "MAIL_FROM": "Bench <no-reply@example.org>"})
+    with app.app_context():
+        migrate.upgrade(db.engine())
+        with db.transaction() as session:
+            create_campaign(session, "bench", name="Bench 2027", controller="Bench 2027",
+                            contact_email="dpo@example.org", policy_url="https://example.org/p",
+                            origins=[], locale="en", networks=["facebook", "linkedin"])
+    return app
+
+
+class Server:
+    """``gunicorn server:app`` on a loopback port, with the project's gunicorn.conf.py."""
+
+    def __init__(self, url: str, outbox: str, workers: int):
+        self.port = free_port()
+        env = {**os.environ, "CONSENT_DATABASE_URL": url, "CONSENT_SECRET_KEY": SECRET,
+               "CONSENT_BASE_URL": "http://bench.example.org",
+               "CONSENT_MAIL_URL": f"file://{outbox}",
+               "CONSENT_MAIL_FROM": "Bench <no-reply@example.org>",
+               "CONSENT_LOG_LEVEL": "WARNING",
+               # One client address sends everything: the limits would measure themselves.
+               "CONSENT_RATELIMIT_SIGNUP_PER_IP": "10000000 per minute",
+               "CONSENT_RATELIMIT_LINKS": "10000000 per minute",
+               "CONSENT_RATELIMIT_TOKEN": "10000000 per minute",
+               "CONSENT_RATELIMIT_API": "10000000 per minute"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "server:app", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers)], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, _ = request(self.connection(), "GET", "/w/bench")
+                if status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def connection(self) -> http.client.HTTPConnection:
+        """A new keep-alive connection to the server."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def worker_memory(self) -> list[tuple[int, int]]:
+        """(RSS, PSS) in kB of each worker process, read from /proc."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        figures = []
+        for pid in children.read_text().split():
+            status = Path(f"/proc/{pid}/status").read_text()
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            pss = int(re.search(r"Pss:\s+(\d+)", rollup).group(1))
+            figures.append((rss, pss))
+        return figures
+
+    def stop(self) -> None:
+        """Stop gunicorn and its workers."""
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def request(connection, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, bytes]:
+    """One request on a keep-alive connection; returns (status, body)."""
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def run_clients(server: Server, clients: int, jobs: list, make_request) -> float:
+    """Send ``make_request(job)`` for every job from ``clients`` threads; return the seconds."""
+    failures = []
+
+    def client(mine):
+        connection = server.connection()
+        state = {}
+        for job in mine:
+            status, body = make_request(connection, state, job)
+            if not 200 <= status < 300:
+                failures.append((status, body[:200]))
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(jobs[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
+    return elapsed
+
+
+def submit(connection, state: dict, email: str) -> tuple[int, bytes]:
+    """Submit the widget form for ``email`` (the page is loaded once per connection)."""
+    if "fields" not in state:
+        _, page = request(connection, "GET", "/w/bench")
+        state["fields"] = {}
+        for tag in re.findall(rb"<input\b[^>]*>", page):
+            attributes = dict(re.findall(rb'([\w-]+)="([^"]*)"', tag))
+            if attributes.get(b"type") == b"hidden":
+                state["fields"][attributes[b"name"].decode()] = attributes.get(b"value", b"").decode()
+    form = {**state["fields"], "email": email, "newsletter": "y", "social_matching": "facebook"}
+    return request(connection, "POST", "/w/bench", urllib.parse.urlencode(form).encode(),
+                   {"Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "application/json"})
+
+
+def confirm(connection, _state: dict, path: str) -> tuple[int, bytes]:
+    """Press Confirm on a confirmation page."""
+    return request(connection, "POST", path, b"",
+                   {"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def confirmation_paths(app) -> list[str]:
+    """The confirmation link of every signup, as its email carries it."""
+    with app.app_context():
+        session = db.session()
+        campaign = session.scalars(select(Campaign)).one()
+        return [urllib.parse.urlsplit(urls.confirm_url(campaign, signup)).path
+                for signup in session.scalars(select(Signup).order_by(Signup.id))]
+
+
+def bench_signups(name: str, url: str, args, tmp: str) -> dict:
+    """Measure signups per second (and, on PostgreSQL, checks per second) on one database."""
+    outbox = os.path.join(tmp, f"outbox-{name}")
+    app = prepare(url, outbox)
+    server = Server(url, outbox, args.workers)
+    try:
+        emails = [f"bench{i}@example.org" for i in range(args.signups)]
+        submit_seconds = run_clients(server, args.clients, emails, submit)
+        paths = confirmation_paths(app)
+        confirm_seconds = run_clients(server, args.clients, paths, confirm)
+        result = {"database": name, "signups": len(paths),
+                  "submit_per_s": len(paths) / submit_seconds,
+                  "confirm_per_s": len(paths) / confirm_seconds,
+                  "signups_per_s": len(paths) / (submit_seconds + confirm_seconds)}
+        if args.checks and name == "postgresql":
+            result["checks_per_s"] = bench_checks(app, server, emails, args)
+        memory = server.worker_memory()
+        result["worker_rss_mb"] = [round(rss / 1024, 1) for rss, _ in memory]
+        result["worker_pss_mb"] = [round(pss / 1024, 1) for _, pss in memory]
+    finally:
+        server.stop()
+        with app.app_context():
+            db.engine().dispose()
+    return result
+
+
+def bench_checks(app, server: Server, emails: list[str], args) -> float:
+    """Checks per second: ``POST /api/v1/consents/check`` of known addresses."""
+    with app.app_context():
+        with db.transaction() as session:
+            client, secret = oauth.create_client(session, session.scalars(select(Campaign)).one())
+            client_id = client.client_id
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    connection = server.connection()
+    status, body = request(connection, "POST", "/oauth/token", b"grant_type=client_credentials",
+                           {"Authorization": f"Basic {basic}",
+                            "Content-Type": "application/x-www-form-urlencoded"})
+    connection.close()
+    token = json.loads(body)["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    jobs = [json.dumps({"email": emails[i % len(emails)], "purpose": "social_matching",
+                        "network": "facebook"}).encode() for i in range(args.checks)]
+    seconds = run_clients(server, args.clients, jobs, lambda connection, _state, body: request(
+        connection, "POST", "/api/v1/consents/check", body, headers))
+    return args.checks / seconds
+
+
+def postgres_database(server_url: str):
+    """Create a database of the run's own on ``server_url``; return its URL and a dropper."""
+    server = make_url(server_url)
+    name = f"consent_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return server.set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    """Run the benchmark and print one line of figures per database, then a summary."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--signups", type=int, default=1000)
+    parser.add_argument("--checks", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores, {args.workers} gunicorn workers, {args.clients} clients, "
+          f"{args.signups} signups", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results.append(bench_signups("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args, tmp))
+        print(json.dumps(results[-1]), flush=True)
+        if not args.no_postgres:
+            url, drop = postgres_database(args.postgres)
+            try:
+                results.append(bench_signups("postgresql", url, args, tmp))
+            finally:
+                drop()
+            print(json.dumps(results[-1]), flush=True)
+    print("\nsummary")
+    for result in results:
+        line = (f"  {result['database']:<11} {result['signups_per_s']:7.1f} signups/s "
+                f"(submit {result['submit_per_s']:.1f}/s, confirm {result['confirm_per_s']:.1f}/s)")
+        if "checks_per_s" in result:
+            line += f", {result['checks_per_s']:.1f} checks/s"
+        line += (f"; worker RSS {max(result['worker_rss_mb'])} MB, "
+                 f"PSS {max(result['worker_pss_mb'])} MB")
+        print(line)
+    print("  targets: >= 300 signups/s on SQLite on two cores; < 100 MB resident per worker")
+
+
+if __name__ == "__main__":
+    main()
