@@ -33,6 +33,13 @@ MAX_EVENTS_PAGE = 1000
 _MAX_CURSOR_DIGITS = 18
 
 
+@bp.before_request
+def _reads_only() -> None:
+    # Every API call reads the state; none writes but the first decision ever signed (it creates
+    # the signing key), so checks run side by side instead of one at a time on SQLite.
+    db.read_only()
+
+
 def _campaign() -> Campaign:
     return db.session().get(Campaign, current_token.campaign_id)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from flask import current_app, g
+from flask import current_app, g, has_app_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError
@@ -34,7 +34,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A request marked read-only (see read_only()) takes a deferred BEGIN: in WAL mode
+            # readers then never queue behind the write lock, which would serialise the API.
+            deferred = has_app_context() and g.get("db_read_only", False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -48,6 +51,16 @@ def _refuse_unstorable_input(exc: DataError):
     close_session()
     return current_app.handle_http_exception(
         BadRequest("The request carries a value this service cannot store."))
+
+
+def read_only() -> None:
+    """Declare that this request only reads: on SQLite its transactions start deferred.
+
+    A write in such a request still works (SQLite upgrades the transaction) unless another
+    writer committed since its first read, in which case it fails; so only requests whose
+    writes are exceptional (the first signing key) may use it.
+    """
+    g.db_read_only = True
 
 
 def init_app(app) -> None:
