@@ -47,7 +47,7 @@ def test_a_consent_past_its_validity_expires_with_an_event_a_receipt_and_a_renew
                                         policy=email.policy.default)
     assert renewal["Subject"] == "Vos consentements à Marie 2027 ont pris fin"
     body = renewal.get_body(preferencelist=("plain",)).get_content()
-    assert "http://consent.test/w/demo\n" in body and "/manage/" in body
+    assert "http://consent.test/w/demo\r\n" in body and "/manage/" in body
     assert lifecycle.run_jobs(app, now=later).expired == {"demo": 0}
     assert chain_ok(app)
 
