@@ -7,6 +7,7 @@ import json
 import re
 import warnings
 from contextlib import contextmanager
+from functools import lru_cache
 from datetime import datetime
 
 from joserfc import jws
@@ -86,12 +87,18 @@ def _canonical_json(claims: dict) -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
+@lru_cache(maxsize=16)
+def _private_key(pem: str) -> OKPKey:
+    # Parsing the PEM costs more than signing; a key's PEM never changes, so parse it once.
+    return OKPKey.import_key(pem)
+
+
 def sign_with(key: SigningKey, claims: dict, typ: str) -> str:
     """Sign ``claims`` with ``key`` as a JWS compact token of kind ``typ``."""
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
     with _eddsa_allowed():
         return jws.serialize_compact(header, _canonical_json(claims),
-                                     OKPKey.import_key(key.private_pem), algorithms=[ALGORITHM])
+                                     _private_key(key.private_pem), algorithms=[ALGORITHM])
 
 
 def sign(session: Session, claims: dict, typ: str) -> str:

@@ -91,13 +91,29 @@ def api_client_key() -> str:
     """
     scheme, _sp, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and 0 < len(token) <= 200:
-        digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        client_id = _client_of_token(hashlib.sha256(token.encode("utf-8")).hexdigest())
+        if client_id is not None:
+            return "client:" + client_id
+    return client_address_key()
+
+
+#: token digest -> client id. A token belongs to one client for life, so an entry never goes
+#: stale; unknown tokens are not remembered, so one issued a moment later is found.
+_TOKEN_CLIENTS: dict[str, str] = {}
+_TOKEN_CLIENTS_MAX = 10_000
+
+
+def _client_of_token(digest: str) -> str | None:
+    client_id = _TOKEN_CLIENTS.get(digest)
+    if client_id is None:
         client_id = db.session().scalars(
             select(OAuthClient.client_id).join(OAuthToken, OAuthToken.client_pk == OAuthClient.id)
             .where(OAuthToken.token_sha256 == digest)).first()
         if client_id is not None:
-            return "client:" + client_id
-    return client_address_key()
+            if len(_TOKEN_CLIENTS) >= _TOKEN_CLIENTS_MAX:
+                _TOKEN_CLIENTS.clear()
+            _TOKEN_CLIENTS[digest] = client_id
+    return client_id
 
 
 def _wants_json() -> bool:

@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from flask import Blueprint, abort, current_app, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from . import db
 from .errors import api_error_response
@@ -118,8 +119,10 @@ class CampaignTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string):
         if not token_string or len(token_string) > 200:
             return None
+        # The client comes in the same query: every check asks whether it was revoked.
         row = db.session().scalars(
-            select(OAuthToken).where(OAuthToken.token_sha256 == _sha256(token_string))).first()
+            select(OAuthToken).options(joinedload(OAuthToken.client))
+            .where(OAuthToken.token_sha256 == _sha256(token_string))).first()
         return PlatformToken(row) if row is not None else None
 
 
