@@ -339,12 +339,14 @@ def webhook_redeliver(slug, event_id, since, until):
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
 @with_appcontext
 def worker(once, interval):
-    """Run the outbox worker (emails, webhooks) until stopped."""
+    """Run the outbox worker (emails, webhooks) and the scheduled jobs until stopped."""
     from . import outbox
     if once:
         _print_json(outbox.deliver_due(current_app._get_current_object()))
         return
-    outbox.run_worker(current_app._get_current_object(), interval=interval)
+    from . import lifecycle
+    outbox.run_worker(current_app._get_current_object(), interval=interval,
+                      jobs=lifecycle.run_jobs)
 
 
 # --- demo ----------------------------------------------------------------------------------

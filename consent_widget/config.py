@@ -57,6 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DECISION_TTL", 300, "Seconds a signed check decision stays valid (at most 300)."),
     Setting("CONSENT_VALIDITY_DAYS", 730,
             "Default validity of a consent in days, after which its status is expired."),
+    Setting("JOBS_INTERVAL", 3600,
+            "Seconds between two runs of the worker's scheduled jobs (expiry, purge)."),
     Setting("UNCONFIRMED_RETENTION_DAYS", 7,
             "Days after which the address of a signup that was never confirmed is forgotten."),
     Setting("OUTBOX_MAX_ATTEMPTS", 15,

@@ -11,7 +11,7 @@ import threading
 from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
 from werkzeug.serving import make_server
 
-from . import campaigns, db, embed, keys, mail, oauth, outbox, webhooks
+from . import campaigns, db, embed, keys, lifecycle, mail, oauth, outbox, webhooks
 
 DEMO_SLUG = "demo"
 #: The demo CRM (examples/platform) beside the service: the platform side of the loop.
@@ -117,7 +117,7 @@ def serve(app, *, port: int, host_port: int) -> None:
     base = app.config["BASE_URL"].rstrip("/")
     app.register_blueprint(dev_bp)
     if app.config["DEV_WORKER"]:
-        outbox.start_background_worker(app)
+        outbox.start_background_worker(app, jobs=lifecycle.run_jobs)
     host_server = make_server("127.0.0.1", host_port, _host_app(base, DEMO_SLUG), threaded=True)
     threading.Thread(target=host_server.serve_forever, daemon=True).start()
     crm_server = _start_crm(app, base)

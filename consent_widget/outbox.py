@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
@@ -231,10 +232,15 @@ def deliver_due(app, now: datetime | None = None, limit: int = 100) -> dict:
 
 
 def run_worker(app, interval: float = 2.0, stop_event: threading.Event | None = None,
-               limit: int = 100) -> None:
+               limit: int = 100, jobs=None) -> None:
     """Deliver due messages every ``interval`` seconds until ``stop_event`` is set, Ctrl-C or
-    SIGTERM (which lets the current batch finish); print one line per batch that did something."""
+    SIGTERM (which lets the current batch finish); print one line per batch that did something.
+
+    ``jobs``, when given, is called with the app every ``JOBS_INTERVAL`` seconds (the scheduled
+    jobs of :mod:`consent_widget.lifecycle`), starting at once.
+    """
     stop_event = stop_event or threading.Event()
+    next_jobs = time.monotonic()
     # SIGTERM only raises this flag: a signal handler calling stop_event.set() could deadlock on
     # the Event's lock if the signal lands while this thread holds it inside wait().
     terminated = []
@@ -244,6 +250,12 @@ def run_worker(app, interval: float = 2.0, stop_event: threading.Event | None = 
     print(f"outbox worker: started, polling every {interval:g} s", flush=True)
     try:
         while not (stop_event.is_set() or terminated):
+            if jobs is not None and time.monotonic() >= next_jobs:
+                next_jobs = time.monotonic() + app.config["JOBS_INTERVAL"]
+                try:
+                    print(f"outbox worker: scheduled jobs: {jobs(app)}", flush=True)
+                except Exception:  # a failed run is tried again at the next interval
+                    log.exception("outbox worker: scheduled jobs failed")
             try:
                 stats = deliver_due(app, limit=limit)
             except Exception:  # a database hiccup must not end the worker
@@ -262,7 +274,7 @@ def run_worker(app, interval: float = 2.0, stop_event: threading.Event | None = 
         print("outbox worker: stopped", flush=True)
 
 
-def start_background_worker(app, interval: float = 2.0) -> threading.Thread:
+def start_background_worker(app, interval: float = 2.0, jobs=None) -> threading.Thread:
     """Run the worker in a daemon thread of this process, once per app; return the thread.
 
     For the development server only (``DEV_WORKER``). The caller decides when: under the
@@ -273,7 +285,7 @@ def start_background_worker(app, interval: float = 2.0) -> threading.Thread:
     if running is not None and running[0].is_alive():
         return running[0]
     stop_event = threading.Event()
-    thread = threading.Thread(target=run_worker, args=(app, interval, stop_event),
+    thread = threading.Thread(target=run_worker, args=(app, interval, stop_event, 100, jobs),
                               name=f"outbox-worker-{os.getpid()}", daemon=True)
     app.extensions[_WORKER_KEY] = (thread, stop_event)
     thread.start()

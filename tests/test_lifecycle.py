@@ -110,3 +110,24 @@ def test_a_person_can_sign_up_again_after_erasure(app, runner, campaign):
     give(app, "demo", "ana@example.test", newsletter=True)
     assert status(app, "demo", "ana@example.test", "newsletter") == "given"
     assert chain_ok(app)
+
+
+def test_the_worker_runs_the_scheduled_jobs(app, campaign):
+    import threading
+    from consent_widget import outbox
+    sign_up(app, "demo", "ana@example.test", newsletter=True)
+    stop = threading.Event()
+    reports = []
+
+    def jobs(the_app):
+        # As if the worker ran a week from now: the unconfirmed address is forgotten.
+        reports.append(lifecycle.run_jobs(the_app, now=utcnow() + timedelta(days=8)))
+        stop.set()
+        return reports[-1]
+
+    worker = threading.Thread(target=outbox.run_worker, args=(app, 0.01, stop),
+                              kwargs={"jobs": jobs})
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert reports and reports[0].purged == {"demo": 1}
