@@ -9,15 +9,16 @@ import hashlib
 import json
 import uuid
 
+from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from . import batch, db, events, keys, ledger, openapi, receipts
+from . import batch, db, events, keys, ledger, openapi, receipts, state
 from .emails import InvalidEmail, lookup_key, normalise, plain_digest
 from .errors import ApiError
 from .models import (DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt,
                      utcnow)
-from .oauth import current_token, require_oauth
+from .oauth import require_oauth
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -73,7 +74,7 @@ def parse_question(body: dict) -> tuple[str, str]:
     return purpose, network or ""
 
 
-def _answer(view: ledger.StateView, purpose: str, network: str) -> dict:
+def _answer(view: state.StateView, purpose: str, network: str) -> dict:
     return {
         "allowed": view.allowed,
         "status": view.status,
@@ -112,7 +113,7 @@ def check():
             raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
         subject = ledger.subject_by_public_id(session, campaign, subject_id)
         claims["subject_id_asked"] = subject_id
-    answer = _answer(ledger.state_of(session, campaign, subject, purpose, network),
+    answer = _answer(state.state_of(session, campaign, subject, purpose, network),
                      purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
                   sub=answer["subject_id"], campaign=campaign.slug)
@@ -138,7 +139,7 @@ def _sha256_json(value) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[ledger.StateView]]:
+def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[state.StateView]]:
     """Validate a batch body and answer it: purpose, network, entry kind, entries, states."""
     purpose, network = parse_question(body)
     given = [name for name in ("emails", "subject_ids") if name in body]

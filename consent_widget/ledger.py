@@ -23,8 +23,7 @@ from . import mail, receipts, webhooks
 from .emails import lookup_hmac, normalise
 from .models import (EXPIRED, GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
                      ConsentState, Notice, Signup, Subject, utcnow)
-# The current state is read through its own module; these names are part of the domain's API.
-from .state import StateView, effective_status, state_of, states_by_item, states_of  # noqa: F401
+from .state import states_by_item
 
 GENESIS = "0" * 64
 

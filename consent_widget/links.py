@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, render_template, request
 from flask_babel import get_locale
 
-from . import campaigns, db, ledger, lifecycle, notices, receipts, tokens, urls
+from . import campaigns, db, ledger, lifecycle, notices, receipts, state, tokens, urls
 from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
 
 bp = Blueprint("links", __name__)
@@ -99,10 +99,10 @@ def confirm(slug: str, token: str):
     campaign = g.link_campaign = _campaign(slug)
     signup = _signup(campaign, token)
     if request.method == "GET":
-        state = ("confirmed" if signup.confirmed_at else
+        stage = ("confirmed" if signup.confirmed_at else
                  "superseded" if ledger.is_superseded(db.session(), signup) else "pending")
-        return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
-                               state=state, token=token)
+        return render_template("links/confirm.html", campaign=campaign,
+                               items=_items(campaign, signup), state=stage, token=token)
     try:
         with db.transaction() as session:
             receipt = ledger.confirm(session, campaign, signup)
@@ -123,9 +123,9 @@ def _manage_context(campaign, subject: Subject) -> dict:
     now = utcnow()
     states = [{"purpose": s.purpose, "network": s.network,
                "label": notices.item_label(campaign, s.purpose, s.network),
-               "status": ledger.effective_status(s, now), "given_at": s.given_at,
+               "status": state.effective_status(s, now), "given_at": s.given_at,
                "expires_at": s.expires_at}
-              for s in ledger.states_of(session, campaign, subject)]
+              for s in state.states_of(session, campaign, subject)]
     rows = session.query(Receipt).filter_by(campaign_id=campaign.id, subject_id=subject.id) \
         .order_by(Receipt.issued_at.desc()).all()
     return {"campaign": campaign, "subject": subject, "states": states,

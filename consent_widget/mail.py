@@ -33,12 +33,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app
 from flask_babel import force_locale, format_datetime as format_local_datetime, gettext, ngettext
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import notices, outbox, urls
 from .state import effective_status, states_of
-from .models import GIVEN, NEWSLETTER, SOCIAL_MATCHING, ConsentState, OutboxMessage, utcnow
+from .models import GIVEN, NEWSLETTER, ConsentState, OutboxMessage, utcnow
 
 KIND = "email"
 

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import func, select
 
-from consent_widget import db, ledger, notices
+from consent_widget import db, ledger, notices, state
 from consent_widget.emails import lookup_key
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Signup
 
@@ -49,7 +49,7 @@ def status(app, slug: str, email: str, purpose: str, network: str = "") -> str:
         session = db.session()
         campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
         subject = ledger.find_subject(session, campaign, email, lookup_key(app.config))
-        return ledger.state_of(session, campaign, subject, purpose, network).status
+        return state.state_of(session, campaign, subject, purpose, network).status
 
 
 def counts(app) -> dict:
@@ -70,3 +70,14 @@ def widget_form(client, email: str, path: str = "/w/demo") -> dict:
         fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
     assert "csrf_token" in fields
     return {**fields, "email": email, "newsletter": "y"}
+
+
+def withdraw_matching(app, slug: str, email: str, network: str | None = None):
+    """Withdraw social matching (one network, or all) as the manage page would."""
+    from consent_widget.emails import lookup_key as key_of
+    with app.app_context():
+        with db.transaction() as session:
+            campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
+            subject = ledger.find_subject(session, campaign, email, key_of(app.config))
+            return ledger.withdraw(session, campaign, subject, "social_matching", network,
+                                   method="manage_page", locale="fr")

@@ -6,14 +6,12 @@ import json
 
 import jwt
 import pytest
-from sqlalchemy import select
 
-from consent_widget import db, ledger
+from consent_widget import db
 from consent_widget.batch import normalise_fast
-from consent_widget.emails import InvalidEmail, lookup_key, normalise
-from consent_widget.models import Campaign
+from consent_widget.emails import InvalidEmail, normalise
 from conftest import run_json
-from helpers import counts, give, sign_up
+from helpers import counts, give, sign_up, withdraw_matching
 
 
 @pytest.fixture
@@ -31,13 +29,8 @@ def post(client, token, path, body=None, **kwargs):
                        headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
 
-def withdraw(app, email, network):
-    with app.app_context():
-        with db.transaction() as session:
-            campaign = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
-            subject = ledger.find_subject(session, campaign, email, lookup_key(app.config))
-            ledger.withdraw(session, campaign, subject, "social_matching", network,
-                            method="manage_page", locale="fr")
+def withdraw(app, email, network=None):
+    return withdraw_matching(app, "demo", email, network)
 
 
 @pytest.fixture

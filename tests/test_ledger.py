@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from consent_widget import db, ledger
-from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Subject, utcnow
+from consent_widget.models import Campaign, ConsentEvent, ConsentState, Subject, utcnow
 from helpers import confirm, counts, give, sign_up, status
 
 

@@ -12,10 +12,9 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from consent_widget import db, events, ledger, outbox, webhooks
-from consent_widget.emails import lookup_key
 from consent_widget.models import Campaign, OutboxMessage, WebhookEndpoint, utcnow
 from conftest import run_json
-from helpers import give, sign_up
+from helpers import give, sign_up, withdraw_matching
 from webhook_receiver import Receiver
 
 
@@ -43,12 +42,7 @@ def webhook_rows(app):
 
 
 def withdraw(app, email, network=None):
-    with app.app_context():
-        with db.transaction() as session:
-            campaign = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
-            subject = ledger.find_subject(session, campaign, email, lookup_key(app.config))
-            ledger.withdraw(session, campaign, subject, "social_matching", network,
-                            method="manage_page", locale="fr")
+    return withdraw_matching(app, "demo", email, network)
 
 
 def deliver_until_idle(app, now, horizon=timedelta(days=4)):
