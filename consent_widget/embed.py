@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, request,
                    url_for)
 
-from . import campaigns, db
+from . import campaigns, db, urls
 from .i18n import LOCALES
 
 EMBED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "embed")
@@ -124,11 +124,12 @@ def oembed():
     match = re.fullmatch(r"/w/([a-z0-9-]{1,64})/?", target.path)
     if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not match:
         abort(404, description="not a widget URL of this service")
+    db.read_only()
     campaign = campaigns.by_slug(db.session(), match.group(1))
     if campaign is None:
         abort(404, description="no such campaign")
     width, height = _bounded("maxwidth", DEFAULT_WIDTH), _bounded("maxheight", DEFAULT_HEIGHT)
-    widget = current_app.config["BASE_URL"].rstrip("/") + f"/w/{campaign.slug}"
+    widget = urls.widget_url(campaign)
     # A URL pasted with ?lang=en keeps its language in the embed.
     lang = parse_qs(target.query).get("lang", [""])[0]
     if lang in LOCALES:

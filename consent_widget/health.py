@@ -75,6 +75,8 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """200 when every check passes, else 503 naming the checks that failed."""
+    # A probe only reads: it must not queue behind SQLite's write lock and time out under load.
+    db.read_only()
     checks = readiness()
     failing = sorted(name for name, result in checks.items() if result != "ok")
     body = {"status": "not_ready" if failing else "ready", "checks": checks}

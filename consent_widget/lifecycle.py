@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import ledger, mail, receipts, webhooks
+from . import campaigns, db, ledger, mail, receipts, webhooks
 from .models import (EXPIRED, GIVEN, Campaign, ConsentState, OutboxMessage, Signup, Subject,
                      utcnow)
 
@@ -32,12 +32,14 @@ def expire_due(session: Session, campaign: Campaign, now: datetime | None = None
     Each subject concerned gets a superseding receipt and an email asking whether to renew.
     """
     now = now or utcnow()
+    # Lock before reading what is due: two job runs at once (several workers, or the CLI beside
+    # a worker) would otherwise both read the same list and record each expiry twice.
+    ledger.lock(session, campaign)
     due = session.scalars(select(ConsentState).where(
         ConsentState.campaign_id == campaign.id, ConsentState.status == GIVEN,
         ConsentState.expires_at <= now).order_by(ConsentState.subject_id)).all()
     if not due:
         return 0
-    ledger.lock(session, campaign)
     by_subject: dict[int, list[ConsentState]] = {}
     for state in due:
         by_subject.setdefault(state.subject_id, []).append(state)
@@ -105,17 +107,15 @@ def _forget_address(session: Session, campaign: Campaign, subject: Subject) -> N
 
 def run_jobs(app, now: datetime | None = None) -> JobReport:
     """Run the scheduled jobs over every campaign, one transaction per campaign and job."""
-    from . import db
     now = now or utcnow()
     expired, purged = {}, {}
     with app.app_context():
         slugs = db.session().scalars(select(Campaign.slug).order_by(Campaign.id)).all()
         for slug in slugs:
             with db.transaction() as session:
-                campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
-                expired[slug] = expire_due(session, campaign, now)
+                expired[slug] = expire_due(session, campaigns.by_slug(session, slug), now)
             with db.transaction() as session:
-                campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
+                campaign = campaigns.by_slug(session, slug)
                 purged[slug] = purge_unconfirmed(
                     session, campaign, app.config["UNCONFIRMED_RETENTION_DAYS"], now)
     return JobReport(expired=expired, purged=purged)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db
+from . import db, widget
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise
 from .models import OAuthClient, OAuthToken
 from .widget import MAX_BODY_BYTES
@@ -117,10 +117,7 @@ def _client_of_token(digest: str) -> str | None:
 
 
 def _wants_json() -> bool:
-    if request.path.startswith(("/api/", "/oauth/")):
-        return True
-    accept = request.accept_mimetypes
-    return accept.accept_json and not accept.accept_html
+    return request.path.startswith(("/api/", "/oauth/")) or widget.wants_json()
 
 
 def _seconds_to_reset(limit) -> int:

@@ -162,6 +162,7 @@ def _process_registry():
 @bp.get("/metrics")
 def scrape():
     """The metrics in the Prometheus text format."""
+    db.read_only()  # a scrape only reads: it must not compete with signups for the write lock
     outbox = CollectorRegistry()
     outbox.register(OutboxCollector(db.session()))
     body = generate_latest(_process_registry()) + generate_latest(outbox)

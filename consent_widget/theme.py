@@ -95,6 +95,10 @@ class Theme:
         return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
+#: The default look, which widget.css already draws without any <style> element.
+_DEFAULT = validate()
+
+
 def of(campaign) -> Theme:
     """The theme of ``campaign``, re-validated so that a value edited in the database cannot
     reach the page unchecked (it falls back to the default theme instead)."""
@@ -103,8 +107,8 @@ def of(campaign) -> Theme:
                           campaign.theme_radius if campaign.theme_radius is not None else 4,
                           campaign.theme_scheme or "auto")
     except InvalidTheme:
-        values = validate()
-    if values == validate():
+        values = _DEFAULT
+    if values == _DEFAULT:
         # The default look is all in widget.css: no <style> element at all.
         return Theme(scheme="auto", css="")
     properties = [f"--font:{FONT_STACKS[values['theme_font']]}",

@@ -158,7 +158,7 @@ def _gpc() -> bool:
     return request.headers.get("Sec-GPC", "").strip() == "1"
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
     """The widget's script asks for JSON; a browser submitting the form without it asks for HTML."""
     accept = request.accept_mimetypes
     return accept.accept_json and not accept.accept_html
@@ -196,7 +196,7 @@ def _invalid(campaign, form: SignupForm, status: int):
     """The form again with its errors (HTML), or the errors by field name (JSON)."""
     errors = {name: [str(message) for message in messages]
               for name, messages in form.errors.items()}
-    if _wants_json():
+    if wants_json():
         return jsonify(ok=False, errors=errors), status
     anchors = {"email": "email", "newsletter": "newsletter",
                "social_matching": "social_matching-0"}
@@ -208,7 +208,7 @@ def _invalid(campaign, form: SignupForm, status: int):
 def _thanks(campaign, parent_origin: str):
     message = _("We have sent you an email with a confirmation link. Nothing is recorded as "
                 "consent until you click it.")
-    if _wants_json():
+    if wants_json():
         return jsonify(ok=True, message=message), 202
     return render_template("widget/thanks.html", campaign=campaign, message=message,
                            theme=g.theme, parent_origin=parent_origin), 200
@@ -216,7 +216,7 @@ def _thanks(campaign, parent_origin: str):
 
 def _too_large():
     message = _("This form sent more data than a sign-up needs, so it was not read.")
-    if _wants_json():
+    if wants_json():
         return jsonify(ok=False, errors={"form": [message]}), 413
     return render_template("error.html", status=413, title=_("Too much data"),
                            message=message), 413
