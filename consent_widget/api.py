@@ -74,6 +74,12 @@ def parse_question(body: dict) -> tuple[str, str]:
     return purpose, network or ""
 
 
+def _is_subject_id(value) -> bool:
+    # Subject ids are "sub_" + URL-safe base64: ASCII, so a lone surrogate or any other text the
+    # database driver cannot encode is refused here rather than failing in the query.
+    return isinstance(value, str) and 0 < len(value) <= 40 and value.isascii()
+
+
 def _answer(view: state.StateView, purpose: str, network: str) -> dict:
     return {
         "allowed": view.allowed,
@@ -109,7 +115,7 @@ def check():
         subject = ledger.find_subject(session, campaign, address, lookup_key(current_app.config))
         claims["email_sha256"] = plain_digest(address)
     else:
-        if not isinstance(subject_id, str) or not 0 < len(subject_id) <= 40:
+        if not _is_subject_id(subject_id):
             raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
         subject = ledger.subject_by_public_id(session, campaign, subject_id)
         claims["subject_id_asked"] = subject_id
@@ -127,7 +133,8 @@ def check():
 def receipt(receipt_id: str):
     """A receipt of this campaign: the JWS and its decoded claims."""
     row = db.session().scalars(select(Receipt).where(
-        Receipt.id == receipt_id[:36], Receipt.campaign_id == current_token.campaign_id)).first()
+        Receipt.id == receipt_id, Receipt.campaign_id == current_token.campaign_id)).first() \
+        if len(receipt_id) <= 36 and receipt_id.isascii() else None
     if row is None:
         raise ApiError(404, "not_found", "No receipt with this id in this campaign.")
     return jsonify(receipt_id=row.id, jws=row.jws, claims=receipts.decode(row),
@@ -166,7 +173,7 @@ def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[state.St
                                        lookup_key(current_app.config))
     else:
         for index, subject_id in enumerate(entries):
-            if not isinstance(subject_id, str) or not 0 < len(subject_id) <= 40:
+            if not _is_subject_id(subject_id):
                 raise ApiError(400, "invalid_subject",
                                f"subject_ids[{index}] must be a subject id string.")
         states = batch.states_by_subject(session, campaign, purpose, network, entries)

@@ -137,6 +137,21 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _same_address(email: str | None, signed_digest: str | None) -> bool:
+    """Whether a decision's ``email_sha256`` is the digest of the address asked about.
+
+    The server hashes the address trimmed and lower-cased; for an ASCII address that is all its
+    normalisation does, so the SDK can check it without the server's dependencies. An
+    internationalised address (IDNA, NFC) is only checked for having a digest at all.
+    """
+    if email is None:
+        return signed_digest is None
+    address = email.strip()
+    if not address.isascii():
+        return bool(signed_digest)
+    return signed_digest == _sha256(address.lower().encode("utf-8"))
+
+
 def _canonical(value) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
@@ -235,6 +250,11 @@ class ConsentClient:
         claims = self.verify_decision(answer["decision"])
         if claims.get("allowed") != answer["allowed"] or claims.get("status") != answer["status"]:
             raise VerificationError("the decision does not say what the answer says")
+        # A genuine decision about another question (person, purpose or network) proves nothing.
+        asked = (purpose, network or None, subject_id if email is None else None)
+        signed = (claims.get("purpose"), claims.get("network"), claims.get("subject_id_asked"))
+        if asked != signed or not _same_address(email, claims.get("email_sha256")):
+            raise VerificationError("the decision answers another question")
         return CheckResult(**vars(Answer.from_json(answer)), decision=answer["decision"],
                            claims=claims)
 
@@ -266,6 +286,8 @@ class ConsentClient:
         request, answer = self._batch_request("/api/v1/consents/purge-audit", purpose, network,
                                               emails, subject_ids)
         claims = self._verify(answer["statement"], PURGE_STATEMENT_TYP)
+        if claims.get("aud") != self.client_id:
+            raise VerificationError("the statement was issued to another client")
         if claims.get("request_sha256") != _sha256(request) \
                 or claims.get("purge_sha256") != _sha256(_canonical(answer["purge"])):
             raise VerificationError("the statement does not cover this request and its answer")

@@ -115,13 +115,18 @@ def endpoint_by_id(session: Session, campaign: Campaign, public_id: str) -> Webh
 
 def remove_endpoint(session: Session, endpoint: WebhookEndpoint) -> int:
     """Delete an endpoint and its undelivered events; return how many events were dropped."""
-    dropped = session.execute(update(OutboxMessage).where(
-        OutboxMessage.kind == KIND, OutboxMessage.recipient == endpoint.public_id,
-        OutboxMessage.status == outbox.PENDING).values(
-        status=outbox.DEAD, last_error="endpoint removed")).rowcount
+    dropped = _drop_pending(session, endpoint.public_id, "endpoint removed")
     session.delete(endpoint)
     session.flush()
     return dropped
+
+
+def _drop_pending(session: Session, public_id: str, reason: str) -> int:
+    """Set aside the undelivered events of an endpoint that will never take them."""
+    return session.execute(update(OutboxMessage).where(
+        OutboxMessage.kind == KIND, OutboxMessage.recipient == public_id,
+        OutboxMessage.status == outbox.PENDING).values(
+        status=outbox.DEAD, last_error=reason)).rowcount
 
 
 def describe(endpoint: WebhookEndpoint, with_secret: bool = False) -> dict:
@@ -197,7 +202,11 @@ def redeliver(session: Session, campaign: Campaign, *, event_id: str | None = No
         query = query.where(OutboxMessage.created_at < until)
     active = {endpoint.public_id: endpoint for endpoint in endpoints(session, campaign)
               if endpoint.status == ACTIVE}
-    seen = set()
+    # An event still waiting for an endpoint is not queued for it a second time.
+    seen = {(json.loads(row.payload)["id"], row.recipient) for row in session.scalars(
+        select(OutboxMessage).where(OutboxMessage.kind == KIND,
+                                    OutboxMessage.campaign_id == campaign.id,
+                                    OutboxMessage.status == outbox.PENDING))}
     count = 0
     for row in session.scalars(query.order_by(OutboxMessage.id)).all():
         message = json.loads(row.payload)
@@ -252,9 +261,10 @@ def send_test(campaign: Campaign, endpoint: WebhookEndpoint) -> dict:
     return {"ok": 200 <= status < 300, "webhook_id": webhook_id, "status": status}
 
 
-def _disable(session: Session, endpoint_pk: int, reason: str) -> None:
+def _disable(session: Session, endpoint_pk: int, public_id: str, reason: str) -> None:
     session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_pk)
                     .values(status=DISABLED, disabled_reason=reason, disabled_at=utcnow()))
+    _drop_pending(session, public_id, f"endpoint disabled: {reason}")
     session.commit()
 
 
@@ -278,11 +288,12 @@ def deliver(app, claim: outbox.Claim) -> None:
                 raise outbox.PermanentFailure("the ledger event no longer exists")
         else:
             body = message["body"]
-        url, secret, endpoint_pk = endpoint.url, endpoint.secret, endpoint.id
+        url, secret, endpoint_pk, public_id = (endpoint.url, endpoint.secret, endpoint.id,
+                                               endpoint.public_id)
         session.rollback()  # hold no transaction (an SQLite write lock) across the request
         status = post(url, secret, message["id"], body)
         if status == 410:
-            _disable(session, endpoint_pk, "answered 410 Gone")
+            _disable(session, endpoint_pk, public_id, "answered 410 Gone")
             raise outbox.PermanentFailure("410 Gone: endpoint disabled")
         if not 200 <= status < 300:
             raise DeliveryFailed(f"HTTP {status}")

@@ -219,6 +219,7 @@ def test_a_revoked_client_loses_its_tokens(app, client, token):
     ({"email": ["a@example.test"], "purpose": "newsletter"}, "invalid_email"),
     ({"email": "a" * 300 + "@example.test", "purpose": "newsletter"}, "invalid_email"),
     ({"subject_id": 12, "purpose": "newsletter"}, "invalid_subject"),
+    ({"subject_id": "\ud800", "purpose": "newsletter"}, "invalid_subject"),
 ])
 def test_bad_check_input_is_a_clear_400(app, client, token, body, code):
     before = counts(app)
@@ -258,4 +259,6 @@ def test_receipt_endpoint_returns_the_jws_and_claims(app, client, token):
     assert jwt.decode(response.json["jws"], key, algorithms=["EdDSA"],
                       options={"verify_aud": False})["consentReceiptID"] == receipt_id
     assert client.get("/api/v1/receipts/nope",
+                      headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    assert client.get(f"/api/v1/receipts/{receipt_id}-and-more",
                       headers={"Authorization": f"Bearer {token}"}).status_code == 404

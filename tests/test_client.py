@@ -208,3 +208,18 @@ def test_the_sdk_imports_without_flask_or_sqlalchemy():
             "from consent_widget.client import ConsentClient; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("asked", [
+    {"purpose": "social_matching", "network": "linkedin", "email": "ana@example.test"},
+    {"purpose": "social_matching", "network": "facebook", "email": "ben@example.test"},
+])
+def test_a_genuine_decision_about_another_question_is_refused(app, consent, monkeypatch, asked):
+    # Both people refused or are unknown: same "allowed" and "status", only the question differs.
+    real = consent._api("POST", "/api/v1/consents/check", json.dumps(
+        {"purpose": "social_matching", "network": "facebook",
+         "email": "ana@example.test"}).encode())
+    monkeypatch.setattr(consent, "_api", lambda *args, **kwargs: dict(real))
+    with pytest.raises(VerificationError, match="another question"):
+        consent.check(asked["purpose"], asked["network"], email=asked["email"])
+    assert consent.check("social_matching", "facebook", email=" Ana@Example.test ").status
