@@ -13,8 +13,8 @@ from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from . import batch, db, events, keys, ledger, openapi, receipts, state
-from .emails import InvalidEmail, lookup_key, normalise, plain_digest
+from . import batch, db, events, keys, metrics, openapi, receipts, state
+from .emails import InvalidEmail, lookup_hmac, lookup_key, plain_digest
 from .errors import ApiError
 from .models import (DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt,
                      utcnow)
@@ -39,6 +39,10 @@ def _reads_only() -> None:
     # Every API call reads the state; none writes but the first decision ever signed (it creates
     # the signing key), so checks run side by side instead of one at a time on SQLite.
     db.read_only()
+
+
+#: The answer about someone this campaign has never recorded.
+_UNKNOWN = state.StateView(status="unknown")
 
 
 def _campaign() -> Campaign:
@@ -103,28 +107,32 @@ def check():
     if (email is None) == (subject_id is None):
         raise ApiError(400, "invalid_subject", "Give exactly one of email or subject_id.")
     session = db.session()
-    campaign = _campaign()
     claims = {}
     if email is not None:
         if not isinstance(email, str):
             raise ApiError(400, "invalid_email", "email must be a string.")
         try:
-            address = normalise(email)
+            address = batch.normalise_fast(email)
         except InvalidEmail as exc:
             raise ApiError(400, "invalid_email", str(exc)) from None
-        subject = ledger.find_subject(session, campaign, address, lookup_key(current_app.config))
+        key = lookup_hmac(lookup_key(current_app.config), address)
+        found = state.lookup(session, current_token.campaign_id, purpose, network,
+                             email_hmacs=[key])
         claims["email_sha256"] = plain_digest(address)
     else:
         if not _is_subject_id(subject_id):
             raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
-        subject = ledger.subject_by_public_id(session, campaign, subject_id)
+        key = subject_id
+        found = state.lookup(session, current_token.campaign_id, purpose, network,
+                             public_ids=[key])
         claims["subject_id_asked"] = subject_id
-    answer = _answer(state.state_of(session, campaign, subject, purpose, network),
-                     purpose, network)
+    view = found.get(key, _UNKNOWN)
+    answer = _answer(view, purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
-                  sub=answer["subject_id"], campaign=campaign.slug)
+                  sub=answer["subject_id"], campaign=current_token.campaign_slug)
     answer["decision"] = receipts.sign_decision(session, claims)
     session.commit()  # the first decision may have created the signing key
+    metrics.count_decisions([view])
     return jsonify(answer)
 
 
@@ -159,7 +167,7 @@ def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[state.St
     if len(entries) > batch.MAX_ENTRIES:
         raise ApiError(413, "batch_too_large",
                        f"A batch holds at most {batch.MAX_ENTRIES} entries; split it.")
-    session, campaign = db.session(), _campaign()
+    session, campaign_id = db.session(), current_token.campaign_id
     if kind == "emails":
         addresses = []
         for index, email in enumerate(entries):
@@ -169,21 +177,21 @@ def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[state.St
                 addresses.append(batch.normalise_fast(email))
             except InvalidEmail as exc:
                 raise ApiError(400, "invalid_email", f"emails[{index}]: {exc}") from None
-        states = batch.states_by_email(session, campaign, purpose, network, addresses,
+        states = batch.states_by_email(session, campaign_id, purpose, network, addresses,
                                        lookup_key(current_app.config))
     else:
         for index, subject_id in enumerate(entries):
             if not _is_subject_id(subject_id):
                 raise ApiError(400, "invalid_subject",
                                f"subject_ids[{index}] must be a subject id string.")
-        states = batch.states_by_subject(session, campaign, purpose, network, entries)
+        states = batch.states_by_subject(session, campaign_id, purpose, network, entries)
     return purpose, network, kind, entries, states
 
 
 def _signed_claims(purpose: str, network: str, kind: str, count: int) -> dict:
     # The digest of the body exactly as received binds the signature to this list and no other.
     return {"iss": current_app.config["BASE_URL"], "aud": current_token.client_id,
-            "campaign": _campaign().slug, "purpose": purpose, "network": network or None,
+            "campaign": current_token.campaign_slug, "purpose": purpose, "network": network or None,
             "entries": kind, "count": count,
             "request_sha256": hashlib.sha256(request.get_data()).hexdigest()}
 
@@ -200,6 +208,7 @@ def check_batch():
     session = db.session()
     decision = receipts.sign_decision(session, claims)
     session.commit()  # the first decision may have created the signing key
+    metrics.count_decisions(states)
     return jsonify(results=results, decision=decision)
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
-from contextlib import contextmanager
-from functools import lru_cache
+import time
+import weakref
 from datetime import datetime
+from functools import lru_cache
 
 from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
+from joserfc.errors import JoseError
+from joserfc.jwa import EdDSAAlgorithm
 from joserfc.jwk import OKPKey
+from joserfc.jws import JWSRegistry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -46,6 +48,7 @@ def active_key(session: Session, now: datetime | None = None) -> SigningKey:
 def rotate_key(session: Session, now: datetime | None = None) -> SigningKey:
     """Make a new key current and retire the others, which stay published."""
     now = now or utcnow()
+    _signers.pop(session.get_bind(), None)  # this process signs with the new key at once
     for key in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
         key.retired_at = now
     return _new_key(session, now)
@@ -60,6 +63,7 @@ def _new_key(session: Session, now: datetime) -> SigningKey:
                      public_jwk=public, created_at=now)
     session.add(key)
     session.flush()
+    session.info[_CREATED] = True
     return key
 
 
@@ -69,17 +73,21 @@ def jwks(session: Session) -> dict:
     return {"keys": [dict(row.public_jwk) for row in rows]}
 
 
-@contextmanager
-def _eddsa_allowed():
-    """Silence joserfc's warning that RFC 9864 deprecates the ``EdDSA`` algorithm name.
+class _EdDSA(EdDSAAlgorithm):
+    # joserfc warns on every use of the ``EdDSA`` name, which RFC 9864 deprecates; we keep the
+    # name on purpose (see ALGORITHM). Without the warning there is nothing to silence around
+    # each signature, which costs as much as the signature itself.
+    security_warning = None
 
-    We keep ``EdDSA`` on purpose (see ALGORITHM). Only that one message is ignored, so if another
-    thread races the process-wide filter list (catch_warnings is not thread-safe), the worst
-    outcome is that this same warning shows, or stays hidden.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
-        yield
+
+class _Registry(JWSRegistry):
+    """joserfc's JWS registry with one algorithm: EdDSA is the only one we sign or accept."""
+
+    algorithms = {ALGORITHM: _EdDSA()}
+    recommended = [ALGORITHM]
+
+
+_REGISTRY = _Registry(algorithms=[ALGORITHM])
 
 
 def _canonical_json(claims: dict) -> bytes:
@@ -96,14 +104,43 @@ def _private_key(pem: str) -> OKPKey:
 def sign_with(key: SigningKey, claims: dict, typ: str) -> str:
     """Sign ``claims`` with ``key`` as a JWS compact token of kind ``typ``."""
     header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
-    with _eddsa_allowed():
-        return jws.serialize_compact(header, _canonical_json(claims),
-                                     _private_key(key.private_pem), algorithms=[ALGORITHM])
+    return _serialize(header, claims, _private_key(key.private_pem))
+
+
+def _serialize(header: dict, claims: dict, private_key: OKPKey) -> str:
+    return jws.serialize_compact(header, _canonical_json(claims), private_key,
+                                 registry=_REGISTRY)
 
 
 def sign(session: Session, claims: dict, typ: str) -> str:
     """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``."""
-    return sign_with(active_key(session), claims, typ)
+    kid, private_key = _current_signer(session)
+    return _serialize({"alg": ALGORITHM, "kid": kid, "typ": typ}, claims, private_key)
+
+
+#: How long a process signs with the key it last read before reading the ring again. Every API
+#: answer is signed, and this read would otherwise be a third of a check's work. After
+#: ``keys rotate``, other processes move to the new key within this time; the previous key stays
+#: published, so whatever they sign meanwhile still verifies.
+SIGNER_TTL = 60.0
+#: engine -> (monotonic deadline, kid, private key): one entry per database this process uses.
+_signers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Set in a session's ``info`` when it created a key, which is not remembered until committed.
+_CREATED = "consent_keys_created"
+
+
+def _current_signer(session: Session) -> tuple[str, OKPKey]:
+    engine = session.get_bind()
+    cached = _signers.get(engine)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1], cached[2]
+    key = active_key(session)
+    signer = (key.kid, _private_key(key.private_pem))
+    # A key this session created may still be rolled back: remembering it could sign tokens
+    # with a key that never reached the database.
+    if not session.info.get(_CREATED):
+        _signers[engine] = (time.monotonic() + SIGNER_TTL, *signer)
+    return signer
 
 
 def verify_signature(session: Session, token: str, typ: str) -> dict:
@@ -116,8 +153,7 @@ def verify_signature(session: Session, token: str, typ: str) -> dict:
     signed = _parse(token)
     public_key = _our_key(session, signed.headers(), typ)
     try:
-        with _eddsa_allowed():
-            genuine = jws.validate_compact(signed, public_key, algorithms=[ALGORITHM])
+        genuine = jws.validate_compact(signed, public_key, registry=_REGISTRY)
     except (JoseError, ValueError):
         genuine = False
     if not genuine:

@@ -209,10 +209,10 @@ def init_app(app) -> None:
         _limit_endpoint(app, endpoint, links)
     _limit_endpoint(app, TOKEN_ENDPOINT, limiter.limit(
         config["RATELIMIT_TOKEN"], key_func=client_address_key, scope="token"))
-    api = limiter.shared_limit(config["RATELIMIT_API"], scope="api", key_func=api_client_key)
-    for endpoint in [name for name in app.view_functions
-                     if name.startswith(API_BLUEPRINT + ".")]:
-        _limit_endpoint(app, endpoint, api)
+    # On the blueprint rather than on each view: checked once, before the view, which costs
+    # half of a decorator's bookkeeping on the API's hottest path.
+    limiter.shared_limit(config["RATELIMIT_API"], scope="api",
+                         key_func=api_client_key)(app.blueprints[API_BLUEPRINT])
 
     app.register_error_handler(RateLimitExceeded, _too_many_requests)
     app.after_request(_ratelimit_headers)

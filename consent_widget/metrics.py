@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 # The ``_created`` series double every counter and say nothing a dashboard uses.
 disable_created_metrics()
 
-#: Endpoints whose 200 answers are check decisions (one, or a list under ``results``).
-CHECK_ENDPOINTS = ("api.check", "api.check_batch")
 
 REQUESTS = Counter("consent_http_requests", "HTTP requests answered, by endpoint, method and status.",
                    ["endpoint", "method", "status"])
@@ -96,13 +94,21 @@ def _count_request(response):
     started = request.environ.get("consent_metrics.started")
     if started is not None:
         DURATION.labels(endpoint).observe(time.perf_counter() - started)
-    if request.endpoint in CHECK_ENDPOINTS and response.status_code == 200:
-        body = response.get_json(silent=True) or {}
-        for answer in body.get("results", [body]) if isinstance(body, dict) else []:
-            if isinstance(answer, dict) and "allowed" in answer:
-                DECISIONS.labels(str(bool(answer["allowed"])).lower(),
-                                 str(answer.get("status"))).inc()
     return response
+
+
+def count_decisions(answers) -> None:
+    """Count check answers (:class:`~consent_widget.state.StateView`) by outcome.
+
+    Called by the API with the answers it is about to send, rather than read back from the
+    response: parsing a 10,000-entry batch again would cost as much as answering it.
+    """
+    tally: dict[tuple[str, str], int] = {}
+    for answer in answers:
+        outcome = ("true" if answer.allowed else "false", answer.status)
+        tally[outcome] = tally.get(outcome, 0) + 1
+    for (allowed, status), count in tally.items():
+        DECISIONS.labels(allowed, status).inc(count)
 
 
 # --- the outbox, at scrape time --------------------------------------------------------------------

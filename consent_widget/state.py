@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from .models import EXPIRED, GIVEN, WITHDRAWN, Campaign, ConsentState, Notice, Subject, utcnow
@@ -54,21 +54,77 @@ def effective_status(state: ConsentState | None, now: datetime) -> str:
     return state.status
 
 
+def view(public_id: str | None, status: str | None, expires_at: datetime | None,
+         receipt_id: str | None, given_at: datetime | None, notice_version: int | None,
+         now: datetime) -> StateView:
+    """The answer for one subject from its state's fields; ``status`` None means never asked.
+
+    The one place the rules live: a single check, a batch and the ORM path all answer with it.
+    """
+    if public_id is None:
+        return StateView(status="unknown")
+    if status is None:
+        return StateView(status="unknown", subject_id=public_id)
+    if status == GIVEN and expires_at is not None and expires_at <= now:
+        status = EXPIRED
+    if status != GIVEN:
+        # A withdrawal's or expiry's receipt is the platform's proof of when to stop.
+        return StateView(status=status, subject_id=public_id,
+                         receipt_id=receipt_id if status in (WITHDRAWN, EXPIRED) else None)
+    return StateView(status=status, subject_id=public_id, receipt_id=receipt_id,
+                     given_at=given_at, notice_version=notice_version)
+
+
 def state_of(session: Session, campaign: Campaign, subject: Subject | None, purpose: str,
              network: str, now: datetime | None = None) -> StateView:
     """What a platform may do with this subject for exactly this purpose and network."""
-    now = now or utcnow()
     if subject is None:
         return StateView(status="unknown")
     state = session.scalars(select(ConsentState).where(
         ConsentState.campaign_id == campaign.id, ConsentState.subject_id == subject.id,
         ConsentState.purpose == purpose, ConsentState.network == network)).first()
-    status = effective_status(state, now)
-    if state is None or status != GIVEN:
-        # A withdrawal's or expiry's receipt is the platform's proof of when to stop.
-        receipt = state.receipt_id if state is not None and status in (WITHDRAWN, EXPIRED) \
-            else None
-        return StateView(status=status, subject_id=subject.public_id, receipt_id=receipt)
-    notice = session.get(Notice, state.notice_id) if state.notice_id else None
-    return StateView(status=status, subject_id=subject.public_id, receipt_id=state.receipt_id,
-                     given_at=state.given_at, notice_version=notice.version if notice else None)
+    now = now or utcnow()
+    if state is None:
+        return view(subject.public_id, None, None, None, None, None, now)
+    # The notice's version is only part of a consent that holds.
+    notice = session.get(Notice, state.notice_id) \
+        if state.notice_id and effective_status(state, now) == GIVEN else None
+    return view(subject.public_id, state.status, state.expires_at, state.receipt_id,
+                state.given_at, notice.version if notice else None, now)
+
+
+def _lookup_query(column) -> Select:
+    """Subjects whose ``column`` is in ``:keys``, each with its state for one question."""
+    state_join = and_(ConsentState.campaign_id == Subject.campaign_id,
+                      ConsentState.subject_id == Subject.id,
+                      ConsentState.purpose == bindparam("purpose"),
+                      ConsentState.network == bindparam("network"))
+    return (select(column, Subject.public_id, ConsentState.status, ConsentState.expires_at,
+                   ConsentState.receipt_id, ConsentState.given_at, Notice.version)
+            .select_from(Subject)
+            .outerjoin(ConsentState, state_join)
+            .outerjoin(Notice, Notice.id == ConsentState.notice_id)
+            .where(Subject.campaign_id == bindparam("campaign_id"),
+                   column.in_(bindparam("keys", expanding=True))))
+
+
+#: Built once: the check API answers every request with one of these statements.
+_BY_EMAIL_HMAC = _lookup_query(Subject.email_hmac)
+_BY_PUBLIC_ID = _lookup_query(Subject.public_id)
+
+
+def lookup(session: Session, campaign_id: int, purpose: str, network: str, *,
+           email_hmacs: list[str] | None = None, public_ids: list[str] | None = None,
+           now: datetime | None = None) -> dict[str, StateView]:
+    """The answers for the subjects found by keyed email hash or by subject id, by that key.
+
+    One statement, through the session's connection rather than the ORM: plain rows, none of
+    the ORM's per-row bookkeeping, which would cost more than the query itself. Keys of no
+    subject of this campaign are absent from the result.
+    """
+    statement, keys = ((_BY_EMAIL_HMAC, email_hmacs) if public_ids is None
+                       else (_BY_PUBLIC_ID, public_ids))
+    now = now or utcnow()
+    rows = session.connection().execute(statement, {
+        "campaign_id": campaign_id, "purpose": purpose, "network": network, "keys": keys})
+    return {key: view(*fields, now) for key, *fields in rows}
