@@ -220,6 +220,36 @@ def test_active_key_is_created_once_and_rotation_retires_it(app):
             assert [k["kid"] for k in keys.jwks(session)["keys"]] == [second.kid, first.kid]
 
 
+def _kid_of(token: str) -> str:
+    return jwt.get_unverified_header(token)["kid"]
+
+
+def test_a_rotation_in_this_process_signs_with_the_new_key_at_once(app):
+    def sign() -> str:
+        with app.app_context(), db.transaction() as session:  # a session per request
+            return _kid_of(keys.sign(session, {}, receipts.DECISION_TYP))
+
+    with app.app_context(), db.transaction() as session:
+        keys.active_key(session)
+    before = sign()
+    assert sign() == before  # now remembered by this process
+    with app.app_context(), db.transaction() as session:
+        new = keys.rotate_key(session).kid
+    assert sign() == new != before
+
+
+def test_a_key_created_in_a_rolled_back_transaction_is_never_signed_with(app):
+    with app.app_context():
+        session = db.session()
+        lost = _kid_of(keys.sign(session, {"n": 1}, receipts.DECISION_TYP))
+        session.rollback()  # the key created on first use never reached the database
+        with db.transaction() as session:
+            token = keys.sign(session, {"n": 2}, receipts.DECISION_TYP)
+            assert _kid_of(token) != lost
+            assert keys.verify_signature(session, token, receipts.DECISION_TYP)["n"] == 2
+            assert session.get(SigningKey, lost) is None
+
+
 def test_keys_rotate_keeps_old_receipts_verifiable_and_signs_new_ones(app, client, runner,
                                                                       campaign):
     first = give(app, newsletter=True, networks=["facebook"])
