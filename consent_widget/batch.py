@@ -12,7 +12,7 @@ import email_validator
 from sqlalchemy.orm import Session
 
 from . import state
-from .emails import MAX_EMAIL_LENGTH, lookup_hmac, normalise
+from .emails import MAX_EMAIL_LENGTH, lookup_hasher, normalise
 from .models import utcnow
 from .state import StateView
 
@@ -61,7 +61,8 @@ def _lookup(session: Session, campaign_id: int, purpose: str, network: str, by: 
 def states_by_email(session: Session, campaign_id: int, purpose: str, network: str,
                     addresses: list[str], key: bytes) -> list[StateView]:
     """The state of each normalised address, in order (``unknown`` for strangers)."""
-    hmacs = [lookup_hmac(key, address) for address in addresses]
+    digest = lookup_hasher(key)
+    hmacs = [digest(address) for address in addresses]
     return _lookup(session, campaign_id, purpose, network, "email_hmacs", hmacs)
 
 

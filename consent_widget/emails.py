@@ -41,9 +41,24 @@ def normalise(address: str) -> str:
 
 def lookup_hmac(key: bytes, normalised: str) -> str:
     """Return the hex HMAC-SHA256 under ``key`` of a normalised address, local part lower-cased."""
-    local, _, domain = normalised.rpartition("@")
-    material = f"{local.lower()}@{domain}".encode("utf-8")
-    return hmac.new(key, material, hashlib.sha256).hexdigest()
+    return lookup_hasher(key)(normalised)
+
+
+def lookup_hasher(key: bytes):
+    """:func:`lookup_hmac` under ``key`` as a function of the address alone.
+
+    The key is absorbed once and the state copied for each address, which halves the cost of
+    hashing the 10,000 addresses of a batch.
+    """
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def digest(normalised: str) -> str:
+        local, _, domain = normalised.rpartition("@")
+        mac = keyed.copy()
+        mac.update(f"{local.lower()}@{domain}".encode("utf-8"))
+        return mac.hexdigest()
+
+    return digest
 
 
 def plain_digest(normalised: str) -> str:

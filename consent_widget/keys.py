@@ -90,8 +90,9 @@ class _Registry(JWSRegistry):
 _REGISTRY = _Registry(algorithms=[ALGORITHM])
 
 
-def _canonical_json(claims: dict) -> bytes:
-    return json.dumps(claims, sort_keys=True, separators=(",", ":"),
+def canonical_json(value) -> bytes:
+    """``value`` as the JSON we sign and digest: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
 
 
@@ -108,7 +109,7 @@ def sign_with(key: SigningKey, claims: dict, typ: str) -> str:
 
 
 def _serialize(header: dict, claims: dict, private_key: OKPKey) -> str:
-    return jws.serialize_compact(header, _canonical_json(claims), private_key,
+    return jws.serialize_compact(header, canonical_json(claims), private_key,
                                  registry=_REGISTRY)
 
 
