@@ -93,24 +93,29 @@ def state_of(session: Session, campaign: Campaign, subject: Subject | None, purp
                 state.given_at, notice.version if notice else None, now)
 
 
-def _lookup_query(column) -> Select:
-    """Subjects whose ``column`` is in ``:keys``, each with its state for one question."""
+def _lookup_query(column, many: bool) -> Select:
+    """Subjects whose ``column`` is ``:keys`` (a list when ``many``), each with its state for
+    one question."""
     state_join = and_(ConsentState.campaign_id == Subject.campaign_id,
                       ConsentState.subject_id == Subject.id,
                       ConsentState.purpose == bindparam("purpose"),
                       ConsentState.network == bindparam("network"))
+    matches = column.in_(bindparam("keys", expanding=True)) if many \
+        else column == bindparam("keys")
     return (select(column, Subject.public_id, ConsentState.status, ConsentState.expires_at,
                    ConsentState.receipt_id, ConsentState.given_at, Notice.version)
             .select_from(Subject)
             .outerjoin(ConsentState, state_join)
             .outerjoin(Notice, Notice.id == ConsentState.notice_id)
-            .where(Subject.campaign_id == bindparam("campaign_id"),
-                   column.in_(bindparam("keys", expanding=True))))
+            .where(Subject.campaign_id == bindparam("campaign_id"), matches))
 
 
-#: Built once: the check API answers every request with one of these statements.
-_BY_EMAIL_HMAC = _lookup_query(Subject.email_hmac)
-_BY_PUBLIC_ID = _lookup_query(Subject.public_id)
+#: Built once: the check API answers every request with one of these statements. A single key
+#: gets a plain ``=``: expanding an ``IN`` list is a compilation step on every execution.
+_STATEMENTS = {(by, many): _lookup_query(column, many)
+               for by, column in (("email_hmacs", Subject.email_hmac),
+                                  ("public_ids", Subject.public_id))
+               for many in (False, True)}
 
 
 def lookup(session: Session, campaign_id: int, purpose: str, network: str, *,
@@ -122,9 +127,11 @@ def lookup(session: Session, campaign_id: int, purpose: str, network: str, *,
     the ORM's per-row bookkeeping, which would cost more than the query itself. Keys of no
     subject of this campaign are absent from the result.
     """
-    statement, keys = ((_BY_EMAIL_HMAC, email_hmacs) if public_ids is None
-                       else (_BY_PUBLIC_ID, public_ids))
+    by, keys = ("email_hmacs", email_hmacs) if public_ids is None else ("public_ids", public_ids)
+    many = len(keys) != 1
+    statement = _STATEMENTS[by, many]
     now = now or utcnow()
     rows = session.connection().execute(statement, {
-        "campaign_id": campaign_id, "purpose": purpose, "network": network, "keys": keys})
+        "campaign_id": campaign_id, "purpose": purpose, "network": network,
+        "keys": keys if many else keys[0]})
     return {key: view(*fields, now) for key, *fields in rows}
