@@ -37,6 +37,7 @@ TOKEN_ENDPOINT = "oauth.issue_token"
 API_BLUEPRINT = "api"
 
 _EXTENSION = "consent_limiter"
+_KEY = "consent_limiter_key"
 log = logging.getLogger(__name__)
 #: The settings that hold a limit, checked when the app is built.
 LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_LINKS",
@@ -44,8 +45,12 @@ LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATE
 
 
 def _key() -> bytes:
+    return current_app.extensions[_KEY]
+
+
+def _derive_key(config) -> bytes:
     # Derived from the lookup key, so these hashes never equal the ones in the database.
-    return hmac.new(lookup_key(current_app.config), b"consent_widget rate limit keys v1",
+    return hmac.new(lookup_key(config), b"consent_widget rate limit keys v1",
                     hashlib.sha256).digest()
 
 
@@ -183,6 +188,7 @@ def init_app(app) -> None:
         except ValueError:
             raise ValueError(f"{name} is not a rate limit such as '60 per minute': "
                              f"{app.config[name]!r}") from None
+    app.extensions[_KEY] = _derive_key(app.config)  # once, not on every request
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)

@@ -61,10 +61,9 @@ def signature(secret: str, webhook_id: str, timestamp: int, payload: bytes) -> s
     return "v1," + base64.b64encode(mac).decode("ascii")
 
 
-def signed_headers(secret: str, webhook_id: str, payload: bytes,
-                   timestamp: int | None = None) -> dict[str, str]:
-    """The Standard Webhooks headers of one delivery of ``payload``."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
+def signed_headers(secret: str, webhook_id: str, payload: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of one delivery of ``payload``, timestamped now."""
+    timestamp = int(time.time())
     return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
             "webhook-signature": signature(secret, webhook_id, timestamp, payload)}
 
