@@ -95,6 +95,7 @@ def add_endpoint(session: Session, campaign: Campaign, url: str,
                                secret=new_secret(), events=sorted(set(event_types)),
                                status=ACTIVE, disabled_reason="", created_at=utcnow())
     session.add(endpoint)
+    _forget_endpoints(session)
     session.flush()
     return endpoint
 
@@ -116,6 +117,7 @@ def remove_endpoint(session: Session, endpoint: WebhookEndpoint) -> int:
     """Delete an endpoint and its undelivered events; return how many events were dropped."""
     dropped = _drop_pending(session, endpoint.public_id, "endpoint removed")
     session.delete(endpoint)
+    _forget_endpoints(session)
     session.flush()
     return dropped
 
@@ -140,10 +142,31 @@ def describe(endpoint: WebhookEndpoint, with_secret: bool = False) -> dict:
 
 
 # --- queueing ------------------------------------------------------------------------------
+#: session.info key of the active endpoints read in the current transaction.
+_ACTIVE_ENDPOINTS = "consent_webhook_endpoints"
+
+
+def _active_endpoints(session: Session, campaign: Campaign) -> list[WebhookEndpoint]:
+    # Read once per transaction: a signup records several ledger events, and each would read
+    # the campaign's endpoints again. What changes endpoints forgets the list (_forget_endpoints).
+    transaction = session.get_transaction()
+    cached = session.info.get(_ACTIVE_ENDPOINTS)
+    if cached is None or cached[0] is not transaction:
+        cached = session.info[_ACTIVE_ENDPOINTS] = (transaction, {})
+    found = cached[1].get(campaign.id)
+    if found is None:
+        found = cached[1][campaign.id] = list(session.scalars(select(WebhookEndpoint).where(
+            WebhookEndpoint.campaign_id == campaign.id, WebhookEndpoint.status == ACTIVE)))
+    return found
+
+
+def _forget_endpoints(session: Session) -> None:
+    session.info.pop(_ACTIVE_ENDPOINTS, None)
+
+
 def _subscribers(session: Session, campaign: Campaign, event_type: str) -> list[WebhookEndpoint]:
-    return [endpoint for endpoint in session.scalars(select(WebhookEndpoint).where(
-        WebhookEndpoint.campaign_id == campaign.id, WebhookEndpoint.status == ACTIVE))
-        if not endpoint.events or event_type in endpoint.events]
+    return [endpoint for endpoint in _active_endpoints(session, campaign)
+            if not endpoint.events or event_type in endpoint.events]
 
 
 def _enqueue(session: Session, campaign: Campaign, endpoint: WebhookEndpoint,
@@ -263,6 +286,7 @@ def send_test(campaign: Campaign, endpoint: WebhookEndpoint) -> dict:
 def _disable(session: Session, endpoint_pk: int, public_id: str, reason: str) -> None:
     session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_pk)
                     .values(status=DISABLED, disabled_reason=reason, disabled_at=utcnow()))
+    _forget_endpoints(session)
     _drop_pending(session, public_id, f"endpoint disabled: {reason}")
     session.commit()
 

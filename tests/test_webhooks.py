@@ -124,6 +124,28 @@ def test_nothing_is_queued_when_the_ledger_transaction_rolls_back(app, endpoint)
     assert webhook_rows(app) == []
 
 
+def test_endpoints_changed_within_a_transaction_are_seen_by_its_next_events(app, campaign,
+                                                                            receiver):
+    """The active endpoints are read once per transaction; what changes them is seen at once."""
+    first, second = sign_up(app, "demo", "ana@example.test", newsletter=True), \
+        sign_up(app, "demo", "ben@example.test", newsletter=True)
+    from consent_widget.models import Signup
+    with app.app_context():
+        with db.transaction() as session:
+            demo = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            signups = {row.public_id: row for row in session.scalars(select(Signup))}
+            ledger.confirm(session, demo, signups[first])  # no endpoint yet: nothing queued
+            added = webhooks.add_endpoint(session, demo, receiver.url)
+            ledger.confirm(session, demo, signups[second])
+        with db.transaction() as session:
+            webhooks.remove_endpoint(session, session.merge(added))
+            subject = session.get(Subject, signups[second].subject_id)
+            ledger.withdraw(session, session.merge(demo), subject, "newsletter",
+                            method="manage_page", locale="en")
+    rows = webhook_rows(app)
+    assert [row.recipient for row in rows] == [added.public_id]  # the second confirmation only
+
+
 def test_a_receiver_down_for_a_day_gets_every_event_once(app, endpoint, receiver):
     receiver.stop()
     give(app, "demo", "ana@example.test", networks=["facebook", "linkedin"])
