@@ -6,8 +6,8 @@ ledger's writers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session
 from .models import EXPIRED, GIVEN, WITHDRAWN, Campaign, ConsentState, Notice, Subject, utcnow
 
 
-@dataclass(frozen=True)
-class StateView:
-    """What the check API answers for one subject, purpose and network."""
+class StateView(NamedTuple):
+    """What the check API answers for one subject, purpose and network.
+
+    A named tuple rather than a frozen dataclass: a batch builds 10,000 of them, and a tuple is
+    built several times faster.
+    """
 
     status: str
     subject_id: str | None = None
