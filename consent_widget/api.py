@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
 from . import batch, db, events, keys, metrics, openapi, receipts, state
-from .emails import InvalidEmail, lookup_hmac, lookup_key, plain_digest
+from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise, plain_digest
 from .errors import ApiError
 from .models import (DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt,
                      utcnow)
@@ -112,7 +112,7 @@ def check():
         if not isinstance(email, str):
             raise ApiError(400, "invalid_email", "email must be a string.")
         try:
-            address = batch.normalise_fast(email)
+            address = normalise(email)
         except InvalidEmail as exc:
             raise ApiError(400, "invalid_email", str(exc)) from None
         key = lookup_hmac(lookup_key(current_app.config), address)
@@ -173,7 +173,7 @@ def _batch_question(body: dict) -> tuple[str, str, str, list[str], list[state.St
             try:
                 if not isinstance(email, str):
                     raise InvalidEmail("not a string")
-                addresses.append(batch.normalise_fast(email))
+                addresses.append(normalise(email))
             except InvalidEmail as exc:
                 raise ApiError(400, "invalid_email", f"emails[{index}]: {exc}") from None
         states = batch.states_by_email(session, campaign_id, purpose, network, addresses,

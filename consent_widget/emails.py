@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 #: RFC 5321 limits a forward path to 256 octets including the angle brackets.
@@ -21,11 +23,42 @@ class InvalidEmail(ValueError):
     """The address is not one we can write to; the message says why, for the person."""
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: Plain ASCII addresses, which are almost all of them. For these, normalising only trims and
+#: lower-cases the domain, which takes a twentieth of email-validator's time; anything else
+#: (Unicode, IDNA labels, quoted local parts, odd top-level domains) goes to email-validator.
+_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
+
+
 def normalise(address: str) -> str:
     """Return the address trimmed, NFC-normalised, with an IDNA A-label, lower-case domain.
 
     Raises :class:`InvalidEmail` for anything that is not a deliverable-looking address.
     """
+    return _plain(address) or _validated(address)
+
+
+def _plain(address) -> str | None:
+    """The normalised form of a plain ASCII address, or None to let email-validator decide.
+
+    Gives exactly what :func:`_validated` gives for every address it accepts (a test holds
+    the two together); it never refuses one.
+    """
+    if not isinstance(address, str):
+        return None
+    trimmed = address.strip()
+    match = _PLAIN_ADDRESS.fullmatch(trimmed)
+    if match is None or len(trimmed) > MAX_EMAIL_LENGTH or len(match.group(1)) > 64:
+        return None
+    domain = match.group(2).lower()
+    if "--" in domain or len(domain) > 253 \
+            or domain.rsplit(".", 1)[-1] in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        return None
+    return f"{match.group(1)}@{domain}"
+
+
+def _validated(address: str) -> str:
     address = unicodedata.normalize("NFC", (address or "").strip())
     if not address:
         raise InvalidEmail("An email address is required.")
