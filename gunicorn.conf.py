@@ -4,6 +4,7 @@ Every value can be overridden on the command line (``--bind``, ``--workers``, ..
 over this file, or with gunicorn's own environment variables (``WEB_CONCURRENCY``,
 ``GUNICORN_CMD_ARGS``). docs/deploy.md explains the choices and how to size them.
 """
+import gc
 import multiprocessing
 import os
 
@@ -40,6 +41,17 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # gunicorn's own messages (start, worker restarts, timeouts) to stderr; the app logs requests.
 errorlog = "-"
 loglevel = "info"
+
+
+def when_ready(server):
+    """Before the first worker is forked, put what the master holds out of the collector's reach.
+
+    The advice of Python's ``gc`` documentation before a fork: a full collection in a worker would
+    otherwise write to every object inherited from the master, copying the pages that hold them
+    into that worker, so that little of the app's memory stayed shared.
+    """
+    if server.cfg.preload_app:  # otherwise the master holds no app and each worker loads its own
+        gc.freeze()
 
 
 def post_fork(_server, _worker):
