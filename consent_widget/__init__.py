@@ -24,7 +24,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
 
     from . import api, db, embed, errors, i18n, links, oauth, outbox, receipts, widget
-    from . import health, limits, logs, metrics
+    from . import cookies, health, limits, logs, metrics
+    cookies.init_app(app)
     logs.init_app(app)  # first: every later hook and log line has the request id
     metrics.init_app(app)
     db.init_app(app)

@@ -81,3 +81,14 @@ def test_basic_credentials_that_are_not_utf8_are_refused_as_invalid_client(clien
     response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
                            headers={"Authorization": f"Basic {raw}"})
     assert response.status_code == 401 and response.json["error"] == "invalid_client"
+
+
+def test_no_answer_sets_a_cookie_and_no_session_can_be_written(app, client, campaign):
+    from flask import session
+    answers = [client.get("/w/demo"), client.post("/w/demo", data={"email": "x"}),
+               client.get("/healthz"), client.get("/.well-known/jwks.json")]
+    assert all(answer.status_code < 500 for answer in answers)
+    assert not any("Set-Cookie" in answer.headers for answer in answers)
+    with app.test_request_context("/w/demo"):
+        with pytest.raises(RuntimeError):
+            session["anything"] = "written by mistake"
