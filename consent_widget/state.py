@@ -137,4 +137,4 @@ def lookup(session: Session, campaign_id: int, purpose: str, network: str, *,
     rows = session.connection().execute(statement, {
         "campaign_id": campaign_id, "purpose": purpose, "network": network,
         "keys": keys if many else keys[0]})
-    return {key: view(*fields, now) for key, *fields in rows}
+    return {key: view(*fields, now) for key, *fields in rows.all()}
