@@ -23,7 +23,7 @@ import urllib.request
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from . import events, outbox
@@ -144,6 +144,9 @@ def describe(endpoint: WebhookEndpoint, with_secret: bool = False) -> dict:
 # --- queueing ------------------------------------------------------------------------------
 #: session.info key of the active endpoints read in the current transaction.
 _ACTIVE_ENDPOINTS = "consent_webhook_endpoints"
+#: Built once: it runs under the ledger lock of every signup and confirmation.
+_ACTIVE_QUERY = select(WebhookEndpoint).where(
+    WebhookEndpoint.campaign_id == bindparam("campaign_id"), WebhookEndpoint.status == ACTIVE)
 
 
 def _active_endpoints(session: Session, campaign: Campaign) -> list[WebhookEndpoint]:
@@ -155,8 +158,8 @@ def _active_endpoints(session: Session, campaign: Campaign) -> list[WebhookEndpo
         cached = session.info[_ACTIVE_ENDPOINTS] = (transaction, {})
     found = cached[1].get(campaign.id)
     if found is None:
-        found = cached[1][campaign.id] = list(session.scalars(select(WebhookEndpoint).where(
-            WebhookEndpoint.campaign_id == campaign.id, WebhookEndpoint.status == ACTIVE)))
+        found = cached[1][campaign.id] = list(session.scalars(
+            _ACTIVE_QUERY, {"campaign_id": campaign.id}))
     return found
 
 
