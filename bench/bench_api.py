@@ -21,7 +21,8 @@ Targets: ``check`` at least 0.6 of the minimal route's throughput; batch check a
 entries per second.
 
 Run: ``.venv/bin/python bench/bench_api.py`` (``--subjects N``, ``--duration S``,
-``--rounds N``, ``--workers N``, ``--threads N``, ``--connections N``). Not part of the test suite: figures depend on the machine.
+``--rounds N``, ``--workers N``, ``--threads N``, ``--connections N``). Not part of the test
+suite: figures depend on the machine.
 """
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def populate(database: Path, subjects: int, env: dict) -> dict:
     key = LOOKUP_KEY.encode()
     started = time.perf_counter()
     with sqlite3.connect(database) as connection:
-        campaign_id = connection.execute("SELECT id FROM campaigns WHERE slug='bench'").fetchone()[0]
+        campaign_id = connection.execute(
+            "SELECT id FROM campaigns WHERE slug='bench'").fetchone()[0]
         # One ledger event that every state row names: the benchmark reads states, never events.
         connection.execute(
             "INSERT INTO consent_events (campaign_id, seq, subject_id, purpose, network, type, "
@@ -351,7 +353,8 @@ def main() -> None:
         # Rounds alternate between the apps, so a burst of other work on the machine weighs on
         # each alike; a ratio is the median of the rounds' ratios.
         targets = {"check": (app_server, f"http://127.0.0.1:{app_port}/api/v1/consents/check"),
-                   "minimal Flask route": (minimal_server, f"http://127.0.0.1:{minimal_port}/check"),
+                   "minimal Flask route": (minimal_server,
+                                           f"http://127.0.0.1:{minimal_port}/check"),
                    "floor": (floor_server, f"http://127.0.0.1:{floor_port}/check")}
         ratios, cpu_ratios, floor_ratios = [], [], []
         for number in range(1, args.rounds + 1):

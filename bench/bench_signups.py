@@ -12,10 +12,10 @@ over loopback HTTP with keep-alive connections:
 3. on PostgreSQL, sends ``POST /api/v1/consents/check`` for ``--checks`` requests.
 
 A signup counts once both its submission and its confirmation are answered; signups per second
-is their number over the time of both phases. Emails are queued, not sent (no worker runs): the
-worker's cost is separate from the request path. The resident memory (RSS, and PSS, which
-splits shared pages between the processes sharing them) of each gunicorn worker is read from
-/proc after the load.
+is their number over the time of both phases. Emails are queued, not sent: no worker runs, and
+the worker is what composes and sends them, so its cost is separate from the request path. The
+resident memory (RSS, and PSS, which splits shared pages between the processes sharing them)
+of each gunicorn worker is read from /proc after the load.
 
 Run: ``.venv/bin/python bench/bench_signups.py`` (``--postgres URL`` of a server where the
 script may create and drop a database, default the local one; ``--signups N``,

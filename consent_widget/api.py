@@ -210,7 +210,8 @@ def check_batch():
     metrics.count_decisions(states)
     # The results go out as the very bytes that were digested: serialising 10,000 answers a
     # second time would cost as much as looking them up.
-    body = b'{"decision":' + json.dumps(decision).encode("ascii") + b',"results":' + results + b"}\n"
+    body = (b'{"decision":' + json.dumps(decision).encode("ascii") + b',"results":' + results
+            + b"}\n")
     return current_app.response_class(body, mimetype="application/json")
 
 

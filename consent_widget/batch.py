@@ -18,6 +18,7 @@ MAX_ENTRIES = 10_000
 #: parameters, and large enough that a 10,000-entry batch takes five round trips.
 CHUNK = 2000
 
+
 def _lookup(session: Session, campaign_id: int, purpose: str, network: str, by: str,
             keys: list[str]) -> list[StateView]:
     found: dict[str, StateView] = {}

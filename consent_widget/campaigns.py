@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import notices
@@ -85,6 +85,10 @@ def create_campaign(session: Session, slug: str, *, name: str, controller: str,
     return campaign
 
 
+#: Built once: every widget and link request looks its campaign up first.
+_BY_SLUG = select(Campaign).where(Campaign.slug == bindparam("slug"))
+
+
 def by_slug(session: Session, slug: str) -> Campaign | None:
     """The campaign with this slug, or None."""
-    return session.scalars(select(Campaign).where(Campaign.slug == slug)).first()
+    return session.scalars(_BY_SLUG, {"slug": slug}).first()

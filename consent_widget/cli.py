@@ -12,7 +12,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from . import campaigns, create_app, db, ledger, migrate
+from . import campaigns, chain, create_app, db, ledger, migrate
 
 
 def _print_json(obj) -> None:
@@ -180,7 +180,7 @@ def ledger_verify(slug):
     total = 0
     heads = {}
     for campaign in chosen:
-        report = ledger.verify_chain(session, campaign)
+        report = chain.verify_chain(session, campaign)
         if not report.ok:
             _print_json({"ok": False, "campaign": campaign.slug, "events": report.events,
                          "broken_event": report.broken_event, "reason": report.reason})

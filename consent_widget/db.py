@@ -1,25 +1,109 @@
 """The SQLAlchemy engine and a session per app context.
 
-SQLite is the embedded default: WAL so readers never wait for the writer, foreign keys on, and a
-busy timeout so concurrent writers queue instead of failing.
+SQLite is the embedded default: WAL so readers never wait for the writer, foreign keys on, and
+writers queued on a lock file beside the database (see :class:`_WriterQueuedConnection`) so that
+each one starts the moment the previous one commits.
 """
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import BadRequest
+
+#: Seconds SQLite's own busy handler waits for a writer that does not queue on the lock file
+#: (another program, or a read transaction that turned into a write).
+SQLITE_BUSY_TIMEOUT = 30
+
+#: Writer locks held by connections of the current thread (see _WriterQueuedConnection).
+_held_by_thread = threading.local()
+
+
+class _WriterQueuedConnection(sqlite3.Connection):
+    """A pysqlite connection that queues for the write lock on a lock file before BEGIN IMMEDIATE.
+
+    SQLite lets a writer that finds the database locked poll with sleeps of up to 100 ms, so
+    under load writers sleep far longer than a transaction holds the lock. An exclusive
+    ``flock`` on a file beside the database is a queue instead: a waiter blocks in the kernel
+    and wakes as soon as the holder commits or rolls back. Each connection opens the file
+    itself, so the lock works between the threads of a process as between processes, and the
+    kernel releases it when a process dies, however it dies.
+    """
+
+    lock_path: str | None = None
+    _lock_fd: int | None = None
+    _holds_lock = False
+
+    def acquire_writer_lock(self) -> None:
+        """Wait for the write lock; a no-op for a database without a file (in memory)."""
+        if self.lock_path is None or self._holds_lock:
+            return
+        if getattr(_held_by_thread, "count", 0):
+            # Another connection of this thread holds the lock: waiting for it here would wait
+            # forever. SQLite's busy handler decides instead, as it would without the queue.
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        self._holds_lock = True
+        _held_by_thread.count = getattr(_held_by_thread, "count", 0) + 1
+
+    def release_writer_lock(self) -> None:
+        """Let the next writer in; a no-op when this connection does not hold the lock."""
+        if self._holds_lock:
+            self._holds_lock = False
+            _held_by_thread.count -= 1
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def commit(self):
+        """Commit, then release the write lock (only then: the next writer would find it busy)."""
+        try:
+            return super().commit()
+        finally:
+            self.release_writer_lock()
+
+    def rollback(self):
+        """Roll back, then release the write lock."""
+        try:
+            return super().rollback()
+        finally:
+            self.release_writer_lock()
+
+    def close(self):
+        """Close the connection and its lock file, which releases the lock if held."""
+        try:
+            super().close()
+        finally:
+            self.release_writer_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def _lock_path(url: str) -> str | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database) + "-writer.lock"
 
 
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the pragmas this project relies on for SQLite."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        connection_class = type("WriterQueuedConnection", (_WriterQueuedConnection,),
+                                {"lock_path": _lock_path(url)})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
+                                                  "check_same_thread": False,
+                                                  "factory": connection_class})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -34,10 +118,18 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # A request marked read-only (see read_only()) takes a deferred BEGIN: in WAL mode
-            # readers then never queue behind the write lock, which would serialise the API.
-            deferred = has_app_context() and g.get("db_read_only", False)
-            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            # A request marked read-only (see read_only()) or a block in reading() takes a
+            # deferred BEGIN: in WAL mode readers then never queue behind the write lock.
+            if has_app_context() and (g.get("db_read_only", False) or g.get("db_reading", 0)):
+                conn.exec_driver_sql("BEGIN")
+                return
+            dbapi_connection = conn.connection.dbapi_connection
+            dbapi_connection.acquire_writer_lock()
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                dbapi_connection.release_writer_lock()
+                raise
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -100,3 +192,20 @@ def transaction() -> Iterator[Session]:
     except BaseException:
         db_session.rollback()
         raise
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    """Run a block that only reads in a transaction of its own, committed when the block ends.
+
+    On SQLite it starts deferred, so it neither waits for nor holds up the writers: the work a
+    request can do before it writes (finding the campaign, checking the form and the token)
+    runs here, and only the writes themselves wait for the write lock. Enter it with no
+    transaction open: it would end that one.
+    """
+    g.db_reading = g.get("db_reading", 0) + 1
+    try:
+        with transaction() as db_session:
+            yield db_session
+    finally:
+        g.db_reading -= 1

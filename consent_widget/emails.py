@@ -95,7 +95,7 @@ def lookup_hasher(key: bytes):
 
 
 def plain_digest(normalised: str) -> str:
-    """SHA-256 of the normalised address, lower-cased: lets a platform bind a decision to its input."""
+    """SHA-256 of the normalised address, lower-cased: binds a decision to the platform's input."""
     local, _, domain = normalised.rpartition("@")
     return hashlib.sha256(f"{local.lower()}@{domain}".encode("utf-8")).hexdigest()
 

@@ -33,7 +33,6 @@ class InvalidSignature(Exception):
     """The token is not a genuine, valid token of the expected kind; the message says why."""
 
 
-
 def active_key(session: Session, now: datetime | None = None) -> SigningKey:
     """The current signing key (the newest unretired one), created on first use.
 

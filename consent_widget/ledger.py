@@ -2,30 +2,30 @@
 
 Every change of consent is a :class:`~consent_widget.models.ConsentEvent`, written once and never
 edited. Each event stores the hash of the campaign's previous event, so altering or removing a
-row breaks the chain, which :func:`verify_chain` detects. The current state
+row breaks the chain, which :func:`consent_widget.chain.verify_chain` detects. The current state
 (:class:`~consent_widget.models.ConsentState`) is updated in the same transaction by replaying the
-event onto it with :func:`next_status`, so it always equals a replay of the ledger.
+event onto it with :func:`~consent_widget.chain.next_status`, so it always equals a replay of
+the ledger.
 
 Nothing here reads the HTTP request: the edges parse their input and call one function here.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
-from . import mail, receipts, webhooks
+from . import mail, metrics, notices, receipts, webhooks
+from .chain import next_status, row_hash
 from .emails import lookup_hmac, normalise
-from .models import (EXPIRED, GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
-                     ConsentState, Notice, Signup, Subject, utcnow)
-from .state import states_by_item
-
-GENESIS = "0" * 64
+from .models import (GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
+                     ConsentState, Notice, Receipt, Signup, SigningKey, Subject, utcnow)
 
 
 class AlreadyConfirmed(Exception):
@@ -46,67 +46,110 @@ class Choice:
     ticked: bool
 
 
-@dataclass
-class ChainReport:
-    """The outcome of :func:`verify_chain`."""
+# The ledger's writes are plain INSERT and UPDATE statements rather than the ORM's unit of work,
+# which costs more than the statements themselves and is paid while the ledger lock is held. The
+# ORM objects the callers hold are kept equal to the rows (set_committed_value), so that what
+# they read later in the transaction is what was written.
+_EVENTS = ConsentEvent.__table__
+_STATES = ConsentState.__table__
+_CAMPAIGNS = Campaign.__table__
+_SIGNUPS = Signup.__table__
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.seq)
+_INSERT_STATES = insert(_STATES).returning(_STATES.c.id, _STATES.c.purpose, _STATES.c.network)
+_UPDATE_STATES = update(_STATES).where(_STATES.c.id == bindparam("state_id"))
+_MOVE_HEAD = (update(_CAMPAIGNS).where(_CAMPAIGNS.c.id == bindparam("campaign"))
+              .values(ledger_seq=bindparam("seq"), ledger_head=bindparam("head")))
+_CONFIRM_SIGNUP = (update(_SIGNUPS).where(_SIGNUPS.c.id == bindparam("signup"))
+                   .values(confirmed_at=bindparam("now")))
+_LOCK = (update(_CAMPAIGNS).where(_CAMPAIGNS.c.id == bindparam("campaign"))
+         .values(ledger_seq=_CAMPAIGNS.c.ledger_seq)
+         .returning(_CAMPAIGNS.c.ledger_seq, _CAMPAIGNS.c.ledger_head))
+# Read under the lock, so read afresh: another process may have changed them since this
+# session last read them.
+_STATES_OF = (select(ConsentState).where(ConsentState.campaign_id == bindparam("campaign"),
+                                         ConsentState.subject_id == bindparam("subject"))
+              .execution_options(populate_existing=True))
+_SUBJECT_BY_HMAC = (select(Subject).where(Subject.campaign_id == bindparam("campaign"),
+                                          Subject.email_hmac == bindparam("digest"))
+                    .execution_options(populate_existing=True))
+_NEWER = aliased(Signup)
+_SIGNUP_NOW = (select(Signup, Subject, select(_NEWER.id).where(
+    _NEWER.campaign_id == Signup.campaign_id, _NEWER.subject_id == Signup.subject_id,
+    _NEWER.id > Signup.id).exists())
+    .join(Subject, Subject.id == Signup.subject_id).where(Signup.id == bindparam("signup"))
+    .execution_options(populate_existing=True))
+_INSERT_RETURNING_ID = {model: insert(model.__table__).returning(model.__table__.c.id)
+                        for model in (Subject, Signup)}
 
-    ok: bool
-    events: int
-    head: str
-    broken_event: dict | None = None
-    reason: str = ""
-    campaigns: list[str] = field(default_factory=list)
 
-
-#: Statuses an unconfirmed submission cannot change: a consent given, and the withdrawals and
-#: expiries that tell platforms to delete what they matched.
-SETTLED = (GIVEN, WITHDRAWN, EXPIRED)
-
-
-def next_status(current: str | None, event_type: str) -> str:
-    """The status after ``event_type`` happens to a consent whose status is ``current``.
-
-    A request or refusal comes from an unconfirmed submission, and anyone can type anyone's
-    address into a form: it may not undo a consent the person gave, nor hide a withdrawal or an
-    expiry from the platforms that must act on it. Only a confirmed act changes those.
-    """
-    if event_type in (REQUESTED, REFUSED) and current in SETTLED:
-        return current
-    return event_type
-
-
-def event_hash(event: ConsentEvent, campaign: Campaign, subject_public_id: str,
-               notice_sha256: str | None, signup_public_id: str | None) -> str:
-    """SHA-256 of the event's canonical JSON, which includes the previous event's hash."""
-    body = {
-        "campaign": campaign.slug,
-        "seq": event.seq,
-        "subject": subject_public_id,
-        "purpose": event.purpose,
-        "network": event.network,
-        "type": event.type,
-        "occurred_at": event.occurred_at.isoformat(),
-        "notice_sha256": notice_sha256,
-        "signup": signup_public_id,
-        "method": event.method,
-        "actor": event.actor,
-        "origin": event.origin,
-        "locale": event.locale,
-        "prev": event.prev_hash,
-    }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def _insert(session: Session, model, **values):
+    """Insert one row of ``model``; return it as an object outside the session, with its id."""
+    row_id = session.connection().execute(_INSERT_RETURNING_ID[model], values).scalar_one()
+    return model(id=row_id, **values)
 
 
 def lock(session: Session, campaign: Campaign) -> None:
     """Take the campaign's ledger lock and read its head.
 
     Updating the campaign row first serialises appenders on PostgreSQL (row lock) and SQLite
-    (write lock), so two transactions can never chain onto the same head.
+    (write lock), so two transactions can never chain onto the same head. The same statement
+    returns the head, which only the lock holder can move.
     """
-    session.execute(update(Campaign).where(Campaign.id == campaign.id)
-                    .values(ledger_seq=Campaign.ledger_seq))
-    session.refresh(campaign, attribute_names=["ledger_seq", "ledger_head"])
+    session.flush()  # a campaign row changed earlier in this transaction is written first
+    seq, head = session.connection().execute(_LOCK, {"campaign": campaign.id}).one()
+    set_committed_value(campaign, "ledger_seq", seq)
+    set_committed_value(campaign, "ledger_head", head)
+
+
+def _states_under_lock(session: Session, campaign: Campaign,
+                       subject: Subject) -> dict[str, ConsentState]:
+    """The subject's states by ``"purpose:network"``, read afresh (another process may have
+    changed them since this session last read them)."""
+    rows = session.scalars(_STATES_OF, {"campaign": campaign.id, "subject": subject.id})
+    return {row.purpose + ":" + row.network: row for row in rows}
+
+
+def _append_all(session: Session, campaign: Campaign, subject: Subject, entries, *, method: str,
+                now: datetime, states: dict[str, ConsentState], actor: str = "subject",
+                signup: Signup | None = None, origin: str = "",
+                locale: str = "") -> list[SimpleNamespace]:
+    """Append one event per ``(purpose, network, type, notice)`` of ``entries``, in order, and
+    replay each onto ``states`` (the subject's states by item, updated in place); return the
+    events' columns, ids included.
+
+    The caller holds the ledger lock (see :func:`lock`) for the whole transaction. The events
+    are inserted in one statement, the new states in another, the changed states in a third.
+    """
+    if not entries:
+        return []
+    seq, head = campaign.ledger_seq, campaign.ledger_head
+    rows, shown = [], []
+    for purpose, network, event_type, notice in entries:
+        seq += 1
+        row = {"campaign_id": campaign.id, "seq": seq, "subject_id": subject.id,
+               "purpose": purpose, "network": network, "type": event_type, "occurred_at": now,
+               "notice_id": notice.id if notice else None,
+               "signup_id": signup.id if signup else None, "method": method, "actor": actor,
+               "origin": origin[:2000], "locale": locale, "prev_hash": head}
+        row["hash"] = head = row_hash(row, campaign, subject.public_id,
+                                      notice.text_sha256 if notice else None,
+                                      signup.public_id if signup else None)
+        rows.append(row)
+        shown.append(notice)
+    connection = session.connection()
+    ids = {row_seq: row_id for row_id, row_seq in connection.execute(_INSERT_EVENTS, rows)}
+    connection.execute(_MOVE_HEAD, {"campaign": campaign.id, "seq": seq, "head": head})
+    set_committed_value(campaign, "ledger_seq", seq)
+    set_committed_value(campaign, "ledger_head", head)
+    # Plain namespaces rather than ORM objects, which cost more to build than to insert.
+    appended = [SimpleNamespace(id=ids[row["seq"]], **row) for row in rows]
+    _write_states(session, campaign, subject, appended, shown, states)
+    for event in appended:
+        if event.type == WITHDRAWN:
+            metrics.count_on_commit(session, metrics.WITHDRAWALS, event.purpose)
+        # In the event's transaction: a platform hears of every event, and only of events kept.
+        webhooks.queue_ledger_event(session, campaign, event)
+    return appended
 
 
 def append(session: Session, campaign: Campaign, subject: Subject, purpose: str, network: str,
@@ -117,50 +160,66 @@ def append(session: Session, campaign: Campaign, subject: Subject, purpose: str,
 
     The caller holds the ledger lock (see :func:`lock`) for the whole transaction.
     """
-    event = ConsentEvent(
-        campaign_id=campaign.id, seq=campaign.ledger_seq + 1, subject_id=subject.id,
-        purpose=purpose, network=network, type=event_type, occurred_at=now,
-        notice_id=notice.id if notice else None, signup_id=signup.id if signup else None,
-        method=method, actor=actor, origin=origin[:2000], locale=locale,
-        prev_hash=campaign.ledger_head,
-    )
-    event.hash = event_hash(event, campaign, subject.public_id,
-                            notice.text_sha256 if notice else None,
-                            signup.public_id if signup else None)
-    session.add(event)
-    session.flush()
-    campaign.ledger_seq = event.seq
-    campaign.ledger_head = event.hash
-    _apply_to_state(session, campaign, subject, event, notice)
-    # In the event's transaction: a platform hears of every event, and only of events kept.
-    webhooks.queue_ledger_event(session, campaign, event)
-    return event
+    [event] = _append_all(session, campaign, subject, [(purpose, network, event_type, notice)],
+                          method=method, now=now, actor=actor, signup=signup, origin=origin,
+                          locale=locale, states=_states_under_lock(session, campaign, subject))
+    return ConsentEvent(**vars(event))
 
 
-def _apply_to_state(session: Session, campaign: Campaign, subject: Subject, event: ConsentEvent,
-                    notice: Notice | None) -> None:
-    state = session.scalars(select(ConsentState).where(
-        ConsentState.campaign_id == campaign.id, ConsentState.subject_id == subject.id,
-        ConsentState.purpose == event.purpose, ConsentState.network == event.network)).first()
+def _write_states(session: Session, campaign: Campaign, subject: Subject,
+                  appended: list[SimpleNamespace], shown: list[Notice | None],
+                  states: dict[str, ConsentState]) -> None:
+    """Replay the appended events onto ``states`` and write the states that changed."""
+    created: dict[str, ConsentState] = {}
+    changed: dict[int, dict] = {}
+    for event, notice in zip(appended, shown):
+        item = event.purpose + ":" + event.network
+        state = states.get(item)
+        values = _replayed(campaign, state, event, notice)
+        if values is None:
+            continue
+        if state is None or item in created:
+            if state is None:
+                state = states[item] = created[item] = ConsentState(
+                    campaign_id=campaign.id, subject_id=subject.id, purpose=event.purpose,
+                    network=event.network, receipt_id=None)
+            for name, value in values.items():
+                setattr(state, name, value)
+        else:
+            changed.setdefault(state.id, {"state_id": state.id}).update(values)
+            for name, value in values.items():
+                set_committed_value(state, name, value)
+    connection = session.connection()
+    if created:
+        inserted = connection.execute(_INSERT_STATES, [
+            {column: getattr(state, column) for column in _STATE_COLUMNS}
+            for state in created.values()])
+        for state_id, purpose, network in inserted:
+            created[purpose + ":" + network].id = state_id
+    if changed:
+        connection.execute(_UPDATE_STATES, list(changed.values()))
+
+
+_STATE_COLUMNS = ("campaign_id", "subject_id", "purpose", "network", "status", "event_id",
+                  "notice_id", "given_at", "expires_at", "receipt_id", "updated_at")
+
+
+def _replayed(campaign: Campaign, state: ConsentState | None, event,
+              notice: Notice | None) -> dict | None:
+    """The state's new values once ``event`` is replayed onto it; None when it stays as it is."""
     status = next_status(state.status if state else None, event.type)
-    if state is None:
-        state = ConsentState(campaign_id=campaign.id, subject_id=subject.id,
-                             purpose=event.purpose, network=event.network)
-        session.add(state)
-    elif status == state.status and event.type != status:
-        return  # a request or refusal that leaves a settled consent untouched
-    state.status = status
-    state.event_id = event.id
-    state.updated_at = event.occurred_at
+    if state is not None and status == state.status and event.type != status:
+        return None  # a request or refusal that leaves a settled consent untouched
+    values = {"status": status, "event_id": event.id, "updated_at": event.occurred_at,
+              "notice_id": state.notice_id if state else None}
     if event.type == GIVEN:
-        state.notice_id = notice.id if notice else None
-        state.given_at = event.occurred_at
-        state.expires_at = event.occurred_at + timedelta(days=campaign.validity_days)
+        values.update(notice_id=notice.id if notice else None, given_at=event.occurred_at,
+                      expires_at=event.occurred_at + timedelta(days=campaign.validity_days))
     else:
-        state.given_at = None
-        state.expires_at = None
+        values.update(given_at=None, expires_at=None)
         if event.type in (REQUESTED, REFUSED):
-            state.notice_id = notice.id if notice else None
+            values["notice_id"] = notice.id if notice else None
+    return values
 
 
 def find_subject(session: Session, campaign: Campaign, email: str, key: bytes) -> Subject | None:
@@ -176,21 +235,6 @@ def subject_by_public_id(session: Session, campaign: Campaign, public_id: str) -
                                                  Subject.public_id == public_id)).first()
 
 
-def _get_or_create_subject(session: Session, campaign: Campaign, email: str, key: bytes) -> Subject:
-    address = normalise(email)
-    digest = lookup_hmac(key, address)
-    subject = session.scalars(select(Subject).where(Subject.campaign_id == campaign.id,
-                                                    Subject.email_hmac == digest)).first()
-    if subject is None:
-        subject = Subject(campaign_id=campaign.id, public_id="sub_" + secrets.token_urlsafe(16),
-                          email_hmac=digest, email=address)
-        session.add(subject)
-        session.flush()
-    elif subject.email is None:
-        subject.email = address  # an erased subject signing up again
-    return subject
-
-
 def record_signup(session: Session, campaign: Campaign, email: str, choices: list[Choice], *,
                   key: bytes, locale: str, origin: str = "", gpc: bool = False,
                   now: datetime | None = None) -> Signup:
@@ -200,21 +244,45 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
     queued in the same transaction. A submission with nothing ticked is valid and records refusals.
     """
     now = now or utcnow()
-    lock(session, campaign)
-    subject = _get_or_create_subject(session, campaign, email, key)
-    signup = Signup(
-        public_id="sgn_" + secrets.token_urlsafe(16), campaign_id=campaign.id,
-        subject_id=subject.id, locale=locale, origin=origin[:2000], gpc=gpc, created_at=now,
+    # Everything that needs no database is done before the lock, which is then held only for
+    # the reads and writes that must see the newest ledger.
+    address = normalise(email)
+    digest = lookup_hmac(key, address)
+    signup_values = dict(
+        public_id="sgn_" + secrets.token_urlsafe(16), campaign_id=campaign.id, locale=locale,
+        origin=origin[:2000], gpc=gpc, created_at=now, confirmed_at=None,
         choices={c.purpose + ":" + c.network: c.ticked for c in choices},
         offered={c.purpose + ":" + c.network: c.notice.id for c in choices},
     )
-    session.add(signup)
-    session.flush()
-    for choice in choices:
-        append(session, campaign, subject, choice.purpose, choice.network,
-               REQUESTED if choice.ticked else REFUSED, method="widget", now=now,
-               notice=choice.notice, signup=signup, origin=origin, locale=locale)
-    mail.queue_confirmation(session, campaign, subject, signup)
+    new_subject = dict(campaign_id=campaign.id, public_id="sub_" + secrets.token_urlsafe(16),
+                       email_hmac=digest, email=address, link_version=1, created_at=now,
+                       erased_at=None)
+    # The email for a person signing up for the first time, the usual case; someone known
+    # already gets it again with the links of their own subject.
+    email_if_new = mail.confirmation_email(campaign, SimpleNamespace(**new_subject),
+                                           SimpleNamespace(**signup_values))
+    entries = [(c.purpose, c.network, REQUESTED if c.ticked else REFUSED, c.notice)
+               for c in choices]
+    lock(session, campaign)
+    subject = session.scalars(_SUBJECT_BY_HMAC, {"campaign": campaign.id,
+                                                 "digest": digest}).first()
+    if subject is None:
+        subject = _insert(session, Subject, **new_subject)
+        states = {}
+    else:
+        email_if_new = None
+        if subject.email is None:
+            subject.email = address  # an erased subject signing up again
+        states = _states_under_lock(session, campaign, subject)
+    signup = _insert(session, Signup, subject_id=subject.id, **signup_values)
+    set_committed_value(signup, "subject", subject)
+    _append_all(session, campaign, subject, entries, method="widget", now=now, states=states,
+                signup=signup, origin=origin, locale=locale)
+    if email_if_new is not None:
+        email_if_new.queue(session)
+    else:
+        mail.queue_confirmation(session, campaign, subject, signup)
+    metrics.count_on_commit(session, metrics.SIGNUPS)
     return signup
 
 
@@ -226,46 +294,163 @@ def is_superseded(session: Session, signup: Signup) -> bool:
         Signup.id > signup.id)).first() is not None
 
 
-def confirm(session: Session, campaign: Campaign, signup: Signup,
-            now: datetime | None = None):
+def offered_notices(session: Session, campaign: Campaign, signup: Signup) -> dict[str, Notice]:
+    """The notices a signup's form showed, by ``"purpose:network"``. Notices never change, so
+    they may be read before the ledger lock is taken."""
+    found = notices.by_ids(session, campaign, signup.offered.values())
+    return {item: found.get(notice_id) for item, notice_id in signup.offered.items()}
+
+
+@dataclass(frozen=True)
+class PreparedConfirmation:
+    """What confirming a signup will write, worked out before the ledger lock is taken.
+
+    Made by :func:`prepare_confirmation` from the subject's address and states as they were
+    read; :func:`confirm` writes it only if they are still the same under the lock, and works
+    everything out again otherwise.
+    """
+
+    signup_id: int
+    now: datetime
+    seen: tuple
+    entries: list
+    receipt: Receipt
+    email: mail.Email
+
+
+def _seen(subject: Subject, states: dict[str, ConsentState]) -> tuple:
+    """What a prepared confirmation depends on: the address, the links' version and the states."""
+    return (subject.email, subject.link_version,
+            {item: tuple(getattr(state, column) for column in _STATE_SEEN)
+             for item, state in states.items()})
+
+
+_STATE_SEEN = ("id", "status", "event_id", "notice_id", "given_at", "expires_at", "updated_at",
+               "receipt_id")
+_STATE_ROWS = select(*(_STATES.c[column] for column in ("id", *_STATE_COLUMNS))).where(
+    _STATES.c.campaign_id == bindparam("campaign"), _STATES.c.subject_id == bindparam("subject"))
+_SIGNING_KEY = select(SigningKey.kid).where(SigningKey.retired_at.is_(None)).limit(1)
+#: Engines known to have a current signing key. Keys are retired, never removed, and a
+#: rotation retires the others and adds the new key in one transaction: once there, one stays.
+_KEYED_ENGINES: weakref.WeakSet = weakref.WeakSet()
+
+
+def _signing_key_exists(session: Session) -> bool:
+    engine = session.get_bind()
+    if engine not in _KEYED_ENGINES:
+        if session.execute(_SIGNING_KEY).first() is None:
+            return False
+        _KEYED_ENGINES.add(engine)
+    return True
+
+
+def _confirmation_entries(signup: Signup, states: dict[str, ConsentState],
+                          offered: dict[str, Notice]) -> list[tuple]:
+    entries = []
+    for item, ticked in signup.choices.items():
+        purpose, _, network = item.partition(":")
+        current = states.get(item)
+        if ticked:
+            entries.append((purpose, network, GIVEN, offered[item]))
+        elif current is not None and current.status == GIVEN:
+            entries.append((purpose, network, WITHDRAWN, offered[item]))
+    return entries
+
+
+def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
+                         offered: dict[str, Notice]) -> PreparedConfirmation | None:
+    """Work out, in a read-only transaction before :func:`confirm`, the receipt and the email a
+    confirmation of ``signup`` will write, so that the ledger lock is held for less time.
+
+    Signing the receipt and composing the email depend only on the subject's states, which
+    :func:`confirm` reads again under the lock; it uses this only if they did not change.
+    Returns None when there is nothing worth preparing (the signup was confirmed, its address
+    erased, nothing would be given or withdrawn, or no signing key exists yet, which the
+    locked path creates).
+    """
+    subject = signup.subject
+    if signup.confirmed_at is not None or subject.email is None \
+            or not _signing_key_exists(session):
+        return None
+    now = utcnow()
+    # Plain rows and namespaces, not ORM objects: nothing here is written, and building
+    # instrumented objects would cost more than the reads.
+    states = {row.purpose + ":" + row.network: row
+              for row in session.execute(_STATE_ROWS, {"campaign": campaign.id,
+                                                       "subject": subject.id})}
+    seen = _seen(subject, states)
+    entries = _confirmation_entries(signup, states, offered)
+    if not entries:
+        return None
+    # The events as they will be written, but for their ids (placeholders, negative so that no
+    # row can have them) and their place in the chain, which only the lock holder knows.
+    pending, after = {}, dict(states)
+    for number, (purpose, network, event_type, notice) in enumerate(entries, start=1):
+        event = pending[-number] = SimpleNamespace(
+            id=-number, purpose=purpose, network=network, type=event_type, occurred_at=now,
+            signup_id=signup.id, method="email_confirmation", actor="subject")
+        item = purpose + ":" + network
+        current = after.get(item)
+        values = _replayed(campaign, current, event, notice)
+        if values is not None:
+            after[item] = SimpleNamespace(
+                purpose=purpose, network=network,
+                receipt_id=current.receipt_id if current is not None else None, **values)
+    states_after = list(after.values())
+    receipt = receipts.build(session, campaign, subject, now=now, locale=signup.locale,
+                             origin=signup.origin, method="email_confirmation",
+                             states=states_after, gpc=signup.gpc, pending_events=pending)
+    email = mail.receipt_email(campaign, subject, receipt, signup.locale, states_after)
+    return PreparedConfirmation(signup.id, now, seen, entries, receipt, email)
+
+
+def confirm(session: Session, campaign: Campaign, signup: Signup, now: datetime | None = None,
+            offered: dict[str, Notice] | None = None,
+            prepared: PreparedConfirmation | None = None):
     """Confirm a signup (double opt-in): ``given`` for each ticked box, and a new receipt.
 
     Boxes left unticked on the confirmed form withdraw a consent given earlier, since the person
     has now confirmed that choice from their own inbox. Returns the receipt, or None when nothing
-    is given or withdrawn. Raises AlreadyConfirmed or SignupSuperseded.
+    is given or withdrawn. Raises AlreadyConfirmed or SignupSuperseded. ``offered`` are the
+    signup's :func:`offered_notices` when the caller read them already, ``prepared`` what
+    :func:`prepare_confirmation` made of them.
     """
-    now = now or utcnow()
+    now = now or (prepared.now if prepared is not None else utcnow())
+    if offered is None:
+        offered = offered_notices(session, campaign, signup)
     lock(session, campaign)
-    session.refresh(signup)
+    # The signup and its subject as they are now, and whether a newer signup exists: one read.
+    signup, subject, superseded = session.execute(_SIGNUP_NOW, {"signup": signup.id}).one()
+    set_committed_value(signup, "subject", subject)  # so that callers need not load it again
     if signup.confirmed_at is not None:
         raise AlreadyConfirmed()
-    if is_superseded(session, signup):
-        raise SignupSuperseded()
-    subject = signup.subject
-    if subject.email is None:
-        raise SignupSuperseded()  # the address was erased or purged since the signup
-    signup.confirmed_at = now
-    states = states_by_item(session, campaign, subject)
-    changed = False
-    for item, ticked in signup.choices.items():
-        purpose, _, network = item.partition(":")
-        notice = session.get(Notice, signup.offered[item])
-        current = states.get(item)
-        if ticked:
-            append(session, campaign, subject, purpose, network, GIVEN, method="email_confirmation",
-                   now=now, notice=notice, signup=signup, origin=signup.origin,
-                   locale=signup.locale)
-            changed = True
-        elif current is not None and current.status == GIVEN:
-            append(session, campaign, subject, purpose, network, WITHDRAWN,
-                   method="email_confirmation", now=now, notice=notice, signup=signup,
-                   origin=signup.origin, locale=signup.locale)
-            changed = True
+    if superseded or subject.email is None:
+        raise SignupSuperseded()  # a newer choice, or the address was erased or purged since
+    states = _states_under_lock(session, campaign, subject)
+    entries = _confirmation_entries(signup, states, offered)
+    if prepared is not None and (prepared.signup_id != signup.id or prepared.now != now
+                                 or prepared.seen != _seen(subject, states)
+                                 or prepared.entries != entries):
+        prepared = None  # the states moved since it was prepared: work it out again
+    session.connection().execute(_CONFIRM_SIGNUP, {"signup": signup.id, "now": now})
+    set_committed_value(signup, "confirmed_at", now)
+    metrics.count_on_commit(session, metrics.CONFIRMATIONS)
     receipt = None
-    if changed:
-        receipt = receipts.issue(session, campaign, subject, now=now, locale=signup.locale,
-                                 origin=signup.origin, method="email_confirmation")
-    mail.queue_receipt(session, campaign, subject, receipt, locale=signup.locale)
+    if entries:
+        _append_all(session, campaign, subject, entries, method="email_confirmation", now=now,
+                    states=states, signup=signup, origin=signup.origin, locale=signup.locale)
+        if prepared is not None:
+            receipt = receipts.write(session, prepared.receipt, list(states.values()))
+        else:
+            # This signup is the subject's newest, so its Global Privacy Control signal is theirs.
+            receipt = receipts.issue(session, campaign, subject, now=now, locale=signup.locale,
+                                     origin=signup.origin, method="email_confirmation",
+                                     states=list(states.values()), gpc=signup.gpc)
+    if prepared is not None:
+        prepared.email.queue(session)
+    else:
+        mail.queue_receipt(session, campaign, subject, receipt, locale=signup.locale,
+                           states=list(states.values()))
     return receipt
 
 
@@ -279,113 +464,17 @@ def withdraw(session: Session, campaign: Campaign, subject: Subject, purpose: st
     """
     now = now or utcnow()
     lock(session, campaign)
-    withdrawn = []
-    for state in states_by_item(session, campaign, subject).values():
-        if state.status != GIVEN:
-            continue
-        if purpose is not None and state.purpose != purpose:
-            continue
-        if network is not None and state.network != network:
-            continue
-        append(session, campaign, subject, state.purpose, state.network, WITHDRAWN,
-               method=method, now=now, locale=locale)
-        withdrawn.append(state)
-    if not withdrawn:
+    states = _states_under_lock(session, campaign, subject)
+    entries = [(state.purpose, state.network, WITHDRAWN, None) for state in states.values()
+               if state.status == GIVEN and purpose in (None, state.purpose)
+               and network in (None, state.network)]
+    if not entries:
         return None
+    _append_all(session, campaign, subject, entries, method=method, now=now, states=states,
+                locale=locale)
     receipt = receipts.issue(session, campaign, subject, now=now, locale=locale, origin="",
-                             method=method)
+                             method=method, states=list(states.values()))
     if notify:
-        mail.queue_receipt(session, campaign, subject, receipt, locale=locale)
+        mail.queue_receipt(session, campaign, subject, receipt, locale=locale,
+                           states=list(states.values()))
     return receipt
-
-
-def verify_chain(session: Session, campaign: Campaign) -> ChainReport:
-    """Recompute the campaign's hash chain and replay it; report the first thing that is wrong.
-
-    Catches an altered row (its hash no longer matches), a removed or inserted row (a gap in the
-    sequence or a broken link), a removed tail (the head stored on the campaign disagrees), an
-    event naming a row that does not exist, and a current state (what the check API answers)
-    that differs from the replay of the events.
-    """
-    prev = GENESIS
-    count = 0
-    names = _RowNames(session)
-    replayed: dict[tuple, tuple[str, int]] = {}
-    rows = session.execute(select(ConsentEvent).where(ConsentEvent.campaign_id == campaign.id)
-                           .order_by(ConsentEvent.seq).execution_options(yield_per=1000))
-    for event in rows.scalars():
-        subject, notice_sha, signup = names.of(event)
-        problem = ""
-        if event.seq != count + 1:
-            problem = f"expected sequence number {count + 1}, found {event.seq}"
-        elif event.prev_hash != prev:
-            problem = "its previous-hash does not match the event before it"
-        elif subject is None or notice_sha is False or signup is False:
-            problem = "it names a subject, notice or signup that does not exist"
-        elif event.hash != event_hash(event, campaign, subject, notice_sha, signup):
-            problem = "its content does not match its hash"
-        if problem:
-            return ChainReport(ok=False, events=count, head=prev, reason=problem,
-                               broken_event={"id": event.id, "seq": event.seq,
-                                             "campaign": campaign.slug})
-        key = (event.subject_id, event.purpose, event.network)
-        status = next_status(replayed.get(key, (None,))[0], event.type)
-        if key not in replayed or status != replayed[key][0] or event.type == status:
-            replayed[key] = (status, event.id)
-        prev = event.hash
-        count += 1
-    if count != campaign.ledger_seq or prev != campaign.ledger_head:
-        return ChainReport(ok=False, events=count, head=prev,
-                           reason=f"the campaign's head is event {campaign.ledger_seq}, "
-                                  f"the chain ends at event {count}",
-                           broken_event={"seq": count + 1, "campaign": campaign.slug})
-    mismatch = _state_mismatch(session, campaign, replayed)
-    if mismatch is not None:
-        return ChainReport(ok=False, events=count, head=prev, broken_event=mismatch,
-                           reason="a current state differs from the replay of the ledger")
-    return ChainReport(ok=True, events=count, head=prev)
-
-
-class _RowNames:
-    """The hashed names of the rows events point to, each looked up once.
-
-    ``of`` gives (subject public id or None, notice hash, signup public id); a notice or signup
-    that is named but missing comes back as False, so tampering is reported, not crashed on.
-    """
-
-    def __init__(self, session: Session):
-        self.session = session
-        self.cache: dict[tuple, object] = {}
-
-    def _get(self, model, pk, attribute):
-        if pk is None:
-            return None
-        if (model, pk) not in self.cache:
-            row = self.session.get(model, pk)
-            self.cache[(model, pk)] = getattr(row, attribute) if row is not None else False
-        return self.cache[(model, pk)]
-
-    def of(self, event: ConsentEvent):
-        subject = self._get(Subject, event.subject_id, "public_id")
-        return (subject or None, self._get(Notice, event.notice_id, "text_sha256"),
-                self._get(Signup, event.signup_id, "public_id"))
-
-
-def _state_mismatch(session: Session, campaign: Campaign, replayed: dict) -> dict | None:
-    """The first state row that disagrees with the replay (or is missing from it), or None."""
-    stored = session.execute(select(ConsentState.id, ConsentState.subject_id,
-                                    ConsentState.purpose, ConsentState.network,
-                                    ConsentState.status, ConsentState.event_id)
-                             .where(ConsentState.campaign_id == campaign.id))
-    seen = set()
-    for state_id, subject_id, purpose, network, status, event_id in stored:
-        key = (subject_id, purpose, network)
-        seen.add(key)
-        if replayed.get(key) != (status, event_id):
-            return {"state_id": state_id, "campaign": campaign.slug}
-    missing = set(replayed) - seen
-    if missing:
-        subject_id, purpose, network = sorted(missing)[0]
-        return {"subject_id": subject_id, "purpose": purpose, "network": network,
-                "campaign": campaign.slug}
-    return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, render_template, request
 from flask_babel import get_locale
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import campaigns, db, ledger, lifecycle, notices, receipts, state, tokens, urls
 from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
@@ -43,12 +45,20 @@ def _payload(purpose: str, token: str, campaign) -> dict:
     return payload
 
 
+# With its subject, which the confirmation needs: one read instead of two.
+_SIGNUP_BY_PUBLIC_ID = (select(Signup, Subject).join(Subject, Subject.id == Signup.subject_id)
+                        .where(Signup.campaign_id == bindparam("campaign"),
+                               Signup.public_id == bindparam("public_id")))
+
+
 def _signup(campaign, token: str) -> Signup:
     payload = _payload(tokens.CONFIRM, token, campaign)
-    signup = db.session().query(Signup).filter_by(campaign_id=campaign.id,
-                                                  public_id=payload.get("s")).first()
-    if signup is None:
+    found = db.session().execute(_SIGNUP_BY_PUBLIC_ID, {
+        "campaign": campaign.id, "public_id": payload.get("s")}).first()
+    if found is None:
         raise LinkRefused("invalid")
+    signup, subject = found
+    set_committed_value(signup, "subject", subject)
     return signup
 
 
@@ -96,16 +106,21 @@ def _items(campaign, signup: Signup) -> list[dict]:
 @bp.route("/w/<slug>/confirm/<token>", methods=["GET", "POST"])
 def confirm(slug: str, token: str):
     """GET: show what will be confirmed. POST: confirm it (double opt-in) and show the receipt."""
-    campaign = g.link_campaign = _campaign(slug)
-    signup = _signup(campaign, token)
-    if request.method == "GET":
-        stage = ("confirmed" if signup.confirmed_at else
-                 "superseded" if ledger.is_superseded(db.session(), signup) else "pending")
-        return render_template("links/confirm.html", campaign=campaign,
-                               items=_items(campaign, signup), state=stage, token=token)
+    # What can be read before the write lock is: only the confirmation itself waits for it.
+    with db.reading() as session:
+        campaign = g.link_campaign = _campaign(slug)
+        signup = _signup(campaign, token)
+        if request.method == "GET":
+            stage = ("confirmed" if signup.confirmed_at else
+                     "superseded" if ledger.is_superseded(session, signup) else "pending")
+            return render_template("links/confirm.html", campaign=campaign,
+                                   items=_items(campaign, signup), state=stage, token=token)
+        offered = ledger.offered_notices(session, campaign, signup)
+        prepared = ledger.prepare_confirmation(session, campaign, signup, offered)
     try:
         with db.transaction() as session:
-            receipt = ledger.confirm(session, campaign, signup)
+            receipt = ledger.confirm(session, campaign, signup, offered=offered,
+                                     prepared=prepared)
     except ledger.AlreadyConfirmed:
         return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state="confirmed", token=token)

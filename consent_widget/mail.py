@@ -1,8 +1,11 @@
 """Emails to supporters, in their language, and the transports that carry them.
 
-Messages are built when their event is recorded and queued in the outbox in the same
-transaction, fully serialised: a retry sends the very same bytes, with the same ``Message-ID``
-and ``Date``. Every email carries the manage link, so withdrawing is one click from any of them.
+An email is queued in the outbox in the transaction of its event, as the facts it tells (what
+was ticked, what is given, the links, the receipt) together with its ``Date`` and
+``Message-ID``; the worker writes the message from them when it sends it (:func:`message_bytes`).
+Composing a MIME message costs more than the rest of a signup, so it stays off the request
+path; and since every value is fixed when the email is queued, a retry sends the very same
+bytes. Every email carries the manage link, so withdrawing is one click from any of them.
 
 ``MAIL_URL`` picks the transport:
 
@@ -19,16 +22,20 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import json
 import os
 import re
 import smtplib
 import ssl
 import tempfile
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import current_app
@@ -40,14 +47,12 @@ from .state import effective_status, states_of
 from .models import GIVEN, NEWSLETTER, ConsentState, OutboxMessage, utcnow
 
 KIND = "email"
+#: The campaign's details an email shows, copied into the queued email.
+_CAMPAIGN_FIELDS = ("name", "controller", "controller_address", "contact_email", "locale",
+                    "validity_days")
 
 
-# --- messages --------------------------------------------------------------------------------
-
-def _one_line(text: str) -> str:
-    # A header may not contain a line break; a campaign name pasted with one must not break it.
-    return " ".join(text.split())
-
+# --- queueing --------------------------------------------------------------------------------
 
 def _locale_for(locale: str | None, campaign) -> str:
     if locale in notices.LOCALES:
@@ -55,49 +60,43 @@ def _locale_for(locale: str | None, campaign) -> str:
     return campaign.locale if campaign.locale in notices.LOCALES else notices.LOCALES[0]
 
 
-def _render(name: str, **context) -> tuple[str, str]:
-    """The text and HTML parts of ``templates/email/<name>``.
-
-    Rendered from the Jinja environment directly, not ``render_template``: emails are also
-    rendered by workers and CLI commands, where request-bound context processors cannot run.
-    """
-    env = current_app.jinja_env
-    return (env.get_template(f"email/{name}.txt").render(**context),
-            env.get_template(f"email/{name}.html").render(**context))
+@lru_cache(maxsize=8)
+def _sender_domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
 
 
-def _compose(campaign, to: str, locale: str, subject_line: str, text: str, html: str,
-             headers: dict[str, str] | None = None) -> EmailMessage:
+@dataclass(frozen=True)
+class Email:
+    """An email ready to be queued: the recipient and the facts the worker writes it from."""
+
+    campaign_id: int
+    to: str
+    payload: str
+
+    def queue(self, session: Session) -> OutboxMessage:
+        """Queue it in the caller's transaction."""
+        return outbox.enqueue(session, kind=KIND, recipient=self.to, campaign_id=self.campaign_id,
+                              payload=self.payload)
+
+
+def _email(campaign, to: str, template: str, locale: str, **facts) -> Email:
+    """An email of ``templates/email/<template>`` to ``to`` with the facts it tells."""
     sender = current_app.config["MAIL_FROM"]
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
-    # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531). Lines may
-    # run to RFC 5322's 998 characters: folded at 78, a long List-Unsubscribe URL would be
-    # rewritten into encoded words, which RFC 2369 forbids and mail providers then ignore.
-    policy = (email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8).clone(
-        max_line_length=998)
-    message = EmailMessage(policy=policy)
-    message["From"] = sender
-    message["To"] = to
-    # Questions and "please delete me" replies should reach the controller, not a no-reply box.
-    message["Reply-To"] = campaign.contact_email
-    message["Subject"] = _one_line(subject_line)
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid(domain=domain)
-    # RFC 3834: tells vacation responders and ticket systems not to answer.
-    message["Auto-Submitted"] = "auto-generated"
-    for name, value in (headers or {}).items():
-        message[name] = value
-    # Quoted-printable keeps every body line ASCII and short, whatever the header line length.
-    message.set_content(text, cte="quoted-printable")
-    message.add_alternative(html, subtype="html", cte="quoted-printable")
-    # After the parts: set_content() moves every Content-* header down into the text part.
-    message["Content-Language"] = locale
-    return message
+    spec = {"template": template, "to": to, "from": sender, "locale": locale,
+            "date": format_datetime(utcnow()),
+            "message_id": make_msgid(domain=_sender_domain(sender)),
+            "campaign": {name: getattr(campaign, name) for name in _CAMPAIGN_FIELDS}, **facts}
+    return Email(campaign.id, to, json.dumps(spec, separators=(",", ":"), ensure_ascii=False))
 
 
-def _enqueue(session: Session, campaign, message: EmailMessage) -> OutboxMessage:
-    return outbox.enqueue(session, kind=KIND, recipient=message["To"].addresses[0].addr_spec,
-                          payload=message.as_bytes().decode("utf-8"), campaign_id=campaign.id)
+def _enqueue(session: Session, campaign, to: str, template: str, locale: str,
+             **facts) -> OutboxMessage:
+    """Queue an email of ``templates/email/<template>`` to ``to`` with the facts it tells."""
+    return _email(campaign, to, template, locale, **facts).queue(session)
+
+
+def _items(pairs) -> list[list[str]]:
+    return [[purpose, network] for purpose, network in pairs]
 
 
 def queue_confirmation(session: Session, campaign, subject, signup) -> OutboxMessage:
@@ -106,23 +105,20 @@ def queue_confirmation(session: Session, campaign, subject, signup) -> OutboxMes
     Its subject line and preview name the campaign and nothing else: an inbox preview must not
     tell a passer-by which political causes the person supports.
     """
-    locale = _locale_for(signup.locale, campaign)
+    return confirmation_email(campaign, subject, signup).queue(session)
+
+
+def confirmation_email(campaign, subject, signup) -> Email:
+    """The email :func:`queue_confirmation` queues, not queued yet."""
     items = [(item.partition(":"), ticked) for item, ticked in signup.choices.items()]
-    with force_locale(locale):
-        labels = [(notices.item_label(campaign, purpose, network), ticked)
-                  for (purpose, _, network), ticked in items]
-        title = gettext("Confirm your email address for %(campaign)s", campaign=campaign.name)
-        days = max(1, int(current_app.config["CONFIRM_MAX_AGE"]) // 86400)
-        text, html = _render(
-            "confirmation", locale=locale, campaign=campaign, preview=title,
-            ticked=[label for label, ticked in labels if ticked],
-            unticked=[label for label, ticked in labels if not ticked],
-            confirm_url=urls.confirm_url(campaign, signup),
-            manage_url=urls.manage_url(campaign, subject),
-            validity=ngettext("This link works for %(num)d day.",
-                              "This link works for %(num)d days.", days))
-    message = _compose(campaign, subject.email, locale, title, text, html)
-    return _enqueue(session, campaign, message)
+    return _email(
+        campaign, subject.email, "confirmation", _locale_for(signup.locale, campaign),
+        ticked=_items((purpose, network) for (purpose, _, network), ticked in items if ticked),
+        unticked=_items((purpose, network) for (purpose, _, network), ticked in items
+                        if not ticked),
+        confirm_url=urls.confirm_url(campaign, signup),
+        manage_url=urls.manage_url(campaign, subject),
+        days=max(1, int(current_app.config["CONFIRM_MAX_AGE"]) // 86400))
 
 
 def _is_given(state: ConsentState, now) -> bool:
@@ -135,41 +131,36 @@ def newsletter_headers(campaign, subject) -> dict[str, str]:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
-def queue_receipt(session: Session, campaign, subject, receipt, locale: str) -> OutboxMessage | None:
+def queue_receipt(session: Session, campaign, subject, receipt, locale: str,
+                  states: list[ConsentState] | None = None) -> OutboxMessage | None:
     """Queue the email sent after a confirmation or withdrawal: what is given now, what is not,
     the receipt's id (``receipt`` is None when nothing changed) and the manage link.
 
-    Returns None for a subject whose address was erased: there is no one to write to.
+    ``states`` are the subject's current states when the caller has them at hand (read
+    otherwise). Returns None for a subject whose address was erased: there is no one to write to.
     """
     if not subject.email:
         return None
-    locale = _locale_for(locale, campaign)
+    if states is None:
+        states = states_of(session, campaign, subject)
+    return receipt_email(campaign, subject, receipt, locale, states).queue(session)
+
+
+def receipt_email(campaign, subject, receipt, locale: str, states: list[ConsentState]) -> Email:
+    """The email :func:`queue_receipt` queues, for a subject with an address, not queued yet."""
     now = utcnow()
-    states = states_of(session, campaign, subject)
-    newsletter_given = any(s.purpose == NEWSLETTER and _is_given(s, now) for s in states)
-    with force_locale(locale):
-        title = gettext("Your consent choices for %(campaign)s", campaign=campaign.name)
-        text, html = _render(
-            "receipt", locale=locale, campaign=campaign, preview=title,
-            changed=receipt is not None,
-            receipt_id=receipt.id if receipt is not None else None,
-            issued_at=(format_local_datetime(receipt.issued_at, rebase=False)
-                       if receipt is not None else None),
-            given=[notices.item_label(campaign, s.purpose, s.network) for s in states
-                   if _is_given(s, now)],
-            not_given=[notices.item_label(campaign, s.purpose, s.network) for s in states
-                       if not _is_given(s, now)],
-            manage_url=urls.manage_url(campaign, subject))
-    headers = newsletter_headers(campaign, subject) if newsletter_given else None
-    message = _compose(campaign, subject.email, locale, title, text, html, headers)
-    if receipt is not None:
-        # The signed receipt itself, for the person to keep: any JOSE library verifies it.
-        # (Adding a part moves Content-* headers into the body part: set the language again.)
-        del message["Content-Language"]
-        message.add_attachment(receipt.jws.encode("ascii"), maintype="application",
-                               subtype="jwt", filename=f"consent-receipt-{receipt.id}.jwt")
-        message["Content-Language"] = locale
-    return _enqueue(session, campaign, message)
+    given = [s for s in states if _is_given(s, now)]
+    newsletter_given = any(s.purpose == NEWSLETTER for s in given)
+    return _email(
+        campaign, subject.email, "receipt", _locale_for(locale, campaign),
+        changed=receipt is not None,
+        receipt_id=receipt.id if receipt is not None else None,
+        issued_at=receipt.issued_at.isoformat() if receipt is not None else None,
+        jws=receipt.jws if receipt is not None else None,
+        given=_items((s.purpose, s.network) for s in given),
+        not_given=_items((s.purpose, s.network) for s in states if not _is_given(s, now)),
+        manage_url=urls.manage_url(campaign, subject),
+        headers=newsletter_headers(campaign, subject) if newsletter_given else {})
 
 
 def queue_renewal(session: Session, campaign, subject, expired: list[ConsentState],
@@ -179,15 +170,119 @@ def queue_renewal(session: Session, campaign, subject, expired: list[ConsentStat
     """
     if not subject.email:
         return None
-    locale = _locale_for(locale, campaign)
+    return _enqueue(session, campaign, subject.email, "renewal", _locale_for(locale, campaign),
+                    expired=_items((s.purpose, s.network) for s in expired),
+                    widget_url=urls.widget_url(campaign),
+                    manage_url=urls.manage_url(campaign, subject))
+
+
+# --- composing -------------------------------------------------------------------------------
+
+def _one_line(text: str) -> str:
+    # A header may not contain a line break; a campaign name pasted with one must not break it.
+    return " ".join(text.split())
+
+
+def _render(name: str, **context) -> tuple[str, str]:
+    """The text and HTML parts of ``templates/email/<name>``.
+
+    Rendered from the Jinja environment directly, not ``render_template``: emails are rendered
+    by the worker, where request-bound context processors cannot run.
+    """
+    env = current_app.jinja_env
+    return (env.get_template(f"email/{name}.txt").render(**context),
+            env.get_template(f"email/{name}.html").render(**context))
+
+
+def _labels(campaign, items) -> list[str]:
+    return [notices.item_label(campaign, purpose, network) for purpose, network in items]
+
+
+def _confirmation(spec: dict, campaign) -> tuple[str, dict]:
+    title = gettext("Confirm your email address for %(campaign)s", campaign=campaign.name)
+    return title, {
+        "ticked": _labels(campaign, spec["ticked"]),
+        "unticked": _labels(campaign, spec["unticked"]),
+        "confirm_url": spec["confirm_url"],
+        "validity": ngettext("This link works for %(num)d day.",
+                             "This link works for %(num)d days.", spec["days"])}
+
+
+def _receipt(spec: dict, campaign) -> tuple[str, dict]:
+    title = gettext("Your consent choices for %(campaign)s", campaign=campaign.name)
+    issued_at = spec["issued_at"]
+    return title, {
+        "changed": spec["changed"], "receipt_id": spec["receipt_id"],
+        "issued_at": (format_local_datetime(datetime.fromisoformat(issued_at), rebase=False)
+                      if issued_at else None),
+        "given": _labels(campaign, spec["given"]),
+        "not_given": _labels(campaign, spec["not_given"])}
+
+
+def _renewal(spec: dict, campaign) -> tuple[str, dict]:
+    title = gettext("Your consents to %(campaign)s have ended", campaign=campaign.name)
+    return title, {"expired": _labels(campaign, spec["expired"]),
+                   "widget_url": spec["widget_url"]}
+
+
+_TEMPLATES = {"confirmation": _confirmation, "receipt": _receipt, "renewal": _renewal}
+
+
+def _boundary(message_id: str, part: str) -> str:
+    # Fixed by the Message-ID, so that composing again gives the same bytes. "=_" cannot occur
+    # in a quoted-printable or base64 body, so the boundary never collides with the content.
+    return f"=_{part}_{hashlib.sha256(message_id.encode('utf-8')).hexdigest()[:32]}"
+
+
+def compose(spec: dict) -> EmailMessage:
+    """The email a queued payload describes (see :func:`message_bytes`)."""
+    campaign = SimpleNamespace(**spec["campaign"])
+    locale = spec["locale"]
     with force_locale(locale):
-        title = gettext("Your consents to %(campaign)s have ended", campaign=campaign.name)
-        text, html = _render(
-            "renewal", locale=locale, campaign=campaign, preview=title,
-            expired=[notices.item_label(campaign, s.purpose, s.network) for s in expired],
-            widget_url=urls.widget_url(campaign), manage_url=urls.manage_url(campaign, subject))
-    message = _compose(campaign, subject.email, locale, title, text, html)
-    return _enqueue(session, campaign, message)
+        title, context = _TEMPLATES[spec["template"]](spec, campaign)
+        text, html = _render(spec["template"], locale=locale, campaign=campaign, preview=title,
+                             manage_url=spec["manage_url"], **context)
+    to = spec["to"]
+    # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531). Lines may
+    # run to RFC 5322's 998 characters: folded at 78, a long List-Unsubscribe URL would be
+    # rewritten into encoded words, which RFC 2369 forbids and mail providers then ignore.
+    policy = (email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8).clone(
+        max_line_length=998)
+    message = EmailMessage(policy=policy)
+    message["From"] = spec["from"]
+    message["To"] = to
+    # Questions and "please delete me" replies should reach the controller, not a no-reply box.
+    message["Reply-To"] = campaign.contact_email
+    message["Subject"] = _one_line(title)
+    message["Date"] = spec["date"]
+    message["Message-ID"] = spec["message_id"]
+    # RFC 3834: tells vacation responders and ticket systems not to answer.
+    message["Auto-Submitted"] = "auto-generated"
+    for name, value in spec.get("headers", {}).items():
+        message[name] = value
+    # Quoted-printable keeps every body line ASCII and short, whatever the header line length.
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    message.set_boundary(_boundary(spec["message_id"], "alt"))
+    if spec.get("jws"):
+        # The signed receipt itself, for the person to keep: any JOSE library verifies it.
+        message.add_attachment(spec["jws"].encode("ascii"), maintype="application",
+                               subtype="jwt", filename=f"consent-receipt-{spec['receipt_id']}.jwt")
+        message.set_boundary(_boundary(spec["message_id"], "mixed"))
+    # After the parts: set_content() and add_attachment() move Content-* headers into the parts.
+    message["Content-Language"] = locale
+    return message
+
+
+def message_bytes(payload: str) -> bytes:
+    """The bytes to send for an email's outbox payload.
+
+    Needs an app context (templates, translations). A payload queued by an earlier release,
+    which stored the whole message, is sent as it is.
+    """
+    if not payload.startswith("{"):
+        return payload.encode("utf-8")
+    return compose(json.loads(payload)).as_bytes()
 
 
 # --- transports ------------------------------------------------------------------------------
@@ -197,6 +292,7 @@ class Transport(Protocol):
 
     def send(self, recipient: str, message_bytes: bytes) -> None:
         """Deliver or raise; raise ``outbox.PermanentFailure`` when retrying cannot help."""
+
 
 def _message_id(message_bytes: bytes) -> str | None:
     return BytesHeaderParser(policy=email.policy.SMTP).parsebytes(message_bytes)["Message-ID"]

@@ -3,9 +3,9 @@
 - Requests by endpoint name (never the raw path, which would carry tokens and grow without end),
   method and status, and their duration.
 - Check decisions by outcome, read from the API's answers.
-- Signups, confirmations and withdrawals, counted from the ledger's rows when their transaction
-  commits, whichever door they came in by (widget, link, CLI, API, worker); a rolled-back
-  transaction counts nothing.
+- Signups, confirmations and withdrawals, reported by the ledger as it writes them
+  (:func:`count_on_commit`) and counted when their transaction commits, whichever door they came
+  in by (widget, link, CLI, API, worker); a rolled-back transaction counts nothing.
 - The outbox's depth, oldest pending message, messages being retried after a failed delivery and
   dead ones, read from the database at scrape time: the worker is another process that serves
   no metrics, and the database is what every instance agrees on.
@@ -25,11 +25,11 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                Histogram, disable_created_metrics, generate_latest,
                                multiprocess)
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import case, event, func, inspect, select
+from sqlalchemy import case, event, func, select
 from sqlalchemy.orm import Session
 
 from . import db
-from .models import WITHDRAWN, ConsentEvent, OutboxMessage, Signup, utcnow
+from .models import OutboxMessage, utcnow
 from .outbox import DEAD, PENDING, SENDERS
 
 bp = Blueprint("metrics", __name__)
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 disable_created_metrics()
 
 
-REQUESTS = Counter("consent_http_requests", "HTTP requests answered, by endpoint, method and status.",
+REQUESTS = Counter("consent_http_requests",
+                   "HTTP requests answered, by endpoint, method and status.",
                    ["endpoint", "method", "status"])
 DURATION = Histogram("consent_http_request_duration_seconds",
                      "Time to answer a request, by endpoint.", ["endpoint"])
@@ -53,19 +54,13 @@ _PENDING_COUNTS = "consent_metrics_pending"
 
 # --- domain counters, on commit ------------------------------------------------------------------
 
-def _after_flush(session: Session, _context) -> None:
-    """Note what this flush wrote; it is counted only if the transaction commits."""
-    pending = session.info.setdefault(_PENDING_COUNTS, [])
-    for row in session.new:
-        if isinstance(row, Signup):
-            pending.append((SIGNUPS, ()))
-        elif isinstance(row, ConsentEvent) and row.type == WITHDRAWN:
-            pending.append((WITHDRAWALS, (row.purpose,)))
-    for row in session.dirty:
-        if isinstance(row, Signup):
-            history = inspect(row).attrs.confirmed_at.history
-            if history.added and history.added[0] is not None and not any(history.deleted):
-                pending.append((CONFIRMATIONS, ()))
+def count_on_commit(session: Session, counter: Counter, *labels: str) -> None:
+    """Add one to ``counter`` (with ``labels``) when the session's transaction commits.
+
+    The ledger calls it for what it writes; a transaction rolled back, or closed without a
+    commit, counts nothing.
+    """
+    session.info.setdefault(_PENDING_COUNTS, []).append((counter, labels))
 
 
 def _after_commit(session: Session) -> None:
@@ -73,13 +68,15 @@ def _after_commit(session: Session) -> None:
         (metric.labels(*labels) if labels else metric).inc()
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_COUNTS, None)
+def _after_transaction_end(session: Session, transaction) -> None:
+    # Whatever ended the outermost transaction without a commit (a rollback, or closing the
+    # session) forgets what it noted; a savepoint's end changes nothing.
+    if transaction.parent is None:
+        session.info.pop(_PENDING_COUNTS, None)
 
 
-event.listen(Session, "after_flush", _after_flush)
 event.listen(Session, "after_commit", _after_commit)
-event.listen(Session, "after_rollback", _after_rollback)
+event.listen(Session, "after_transaction_end", _after_transaction_end)
 
 
 # --- requests and decisions ----------------------------------------------------------------------
@@ -111,7 +108,7 @@ def count_decisions(answers) -> None:
         DECISIONS.labels(allowed, status).inc(count)
 
 
-# --- the outbox, at scrape time --------------------------------------------------------------------
+# --- the outbox, at scrape time -------------------------------------------------------------
 
 class OutboxCollector:
     """Reads the outbox's pending and dead messages from the database when scraped."""

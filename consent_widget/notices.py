@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 
+from flask import current_app
 from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Notice
 
@@ -21,6 +22,8 @@ LOCALES = ("fr", "en")
 
 #: How often :func:`current_notice` reads again after losing the race to record a version.
 _RECORD_ATTEMPTS = 5
+_CACHE = "consent_notices"
+_COLUMNS = [column.key for column in Notice.__table__.columns]
 
 
 def network_label(network: str) -> str:
@@ -96,10 +99,25 @@ def offered_items(campaign: Campaign) -> list[tuple[str, str]]:
     return [(NEWSLETTER, "")] + [(SOCIAL_MATCHING, network) for network in campaign.networks]
 
 
+def by_ids(session: Session, campaign: Campaign, notice_ids) -> dict[int, Notice]:
+    """The campaign's notices among ``notice_ids``, by id.
+
+    A notice is never changed once recorded (a new text is a new version), so each process
+    keeps the ones it has read, per app: detached copies, which no session can expire or
+    reload from another thread.
+    """
+    cache = current_app.extensions.setdefault(_CACHE, {})
+    wanted = {i for i in notice_ids if isinstance(i, int) and not isinstance(i, bool)}
+    missing = [i for i in wanted if i not in cache]
+    if missing:
+        for row in session.scalars(select(Notice).where(Notice.id.in_(missing))):
+            copy = Notice(**{column: getattr(row, column) for column in _COLUMNS})
+            make_transient_to_detached(copy)
+            cache[row.id] = copy
+    return {i: cache[i] for i in sorted(wanted)
+            if i in cache and cache[i].campaign_id == campaign.id}
+
+
 def shown(session: Session, campaign: Campaign, notice_ids) -> list[Notice]:
     """The campaign's notices among ``notice_ids`` (ids from a signed form token)."""
-    ids = [i for i in notice_ids if isinstance(i, int)][:64]
-    if not ids:
-        return []
-    return list(session.scalars(select(Notice).where(Notice.campaign_id == campaign.id,
-                                                     Notice.id.in_(ids))))
+    return list(by_ids(session, campaign, list(notice_ids)[:64]).values())

@@ -159,7 +159,8 @@ class CampaignResourceProtector(ResourceProtector):
 def _query_client(client_id):
     if not client_id or len(client_id) > 64:
         return None
-    row = db.session().scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+    row = db.session().scalars(
+        select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
     if row is None or row.revoked_at is not None:
         return None
     return PlatformClient(row)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import mail
@@ -61,7 +61,7 @@ class Claim:
 
 def _send_email(app, claim: Claim) -> None:
     mail.transport_from_url(app.config["MAIL_URL"]).send(claim.recipient,
-                                                         claim.payload.encode("utf-8"))
+                                                         mail.message_bytes(claim.payload))
 
 
 #: How each kind of message is delivered: ``sender(app, claim)`` returns on success and raises on
@@ -85,18 +85,25 @@ RETRY_WINDOWS: dict[str, timedelta] = {
 }
 
 
+_INSERT = insert(OutboxMessage.__table__).returning(OutboxMessage.__table__.c.id)
+
+
 def enqueue(session: Session, *, kind: str, recipient: str, payload: str,
             campaign_id: int | None = None) -> OutboxMessage:
-    """Queue a message in the caller's transaction (flushed, not committed); due at once."""
+    """Queue a message in the caller's transaction (written, not committed); due at once.
+
+    The row is written with one INSERT rather than through the ORM's unit of work, which costs
+    several times more; the message returned is a copy, outside the session.
+    """
     if kind not in SENDERS:
         raise ValueError(f"no sender for outbox messages of kind {kind!r}")
     now = utcnow()
-    message = OutboxMessage(kind=kind, recipient=recipient, payload=payload,
-                            campaign_id=campaign_id, status=PENDING, attempts=0,
-                            next_attempt_at=now, created_at=now, last_error="")
-    session.add(message)
-    session.flush()
-    return message
+    values = {"kind": kind, "recipient": recipient, "payload": payload,
+              "campaign_id": campaign_id, "status": PENDING, "attempts": 0,
+              "next_attempt_at": now, "claimed_until": None, "last_error": "",
+              "created_at": now, "sent_at": None}
+    message_id = session.connection().execute(_INSERT, values).scalar_one()
+    return OutboxMessage(id=message_id, **values)
 
 
 def backoff(attempts: int, base: float, rng: random.Random | None = None) -> timedelta:

@@ -7,6 +7,7 @@ so every receipt keeps verifying, and each kind of token has its own validation 
 """
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import datetime, timezone
@@ -14,8 +15,9 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, jsonify
 from flask_babel import format_datetime
 from joserfc import jws
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db, keys, notices
 from .keys import InvalidSignature
@@ -107,30 +109,81 @@ _CLAIM_RULES = {RECEIPT_TYP: _check_receipt, DECISION_TYP: _check_decision}
 
 # --- receipts --------------------------------------------------------------------------------
 def issue(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
-          origin: str, method: str) -> Receipt:
-    """Sign and store a receipt of the subject's current consents, superseding their last one.
+          origin: str, method: str, states: list[ConsentState] | None = None,
+          gpc: bool | None = None) -> Receipt:
+    """Sign a receipt of the subject's current consents, superseding their last one, and write
+    it in the caller's transaction.
 
-    Called by the ledger inside its transaction, which holds the campaign's ledger lock: this
-    only flushes. Every state row of the subject then names the new receipt.
+    Called by the ledger inside its transaction, which holds the campaign's ledger lock. Every
+    state row of the subject then names the new receipt. ``states`` are the subject's current
+    states and ``gpc`` the signal of their latest signup, when the caller has them at hand.
     """
-    states = states_of(session, campaign, subject)
-    items = [(state, effective_status(state, now),
-              session.get(Notice, state.notice_id) if state.notice_id else None)
-             for state in states]
-    receipt_id = str(uuid.uuid4())
-    previous = _newest_receipt_id(session, campaign, subject)
-    key = keys.active_key(session, now)
-    claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
-                             supersedes=previous, now=now, locale=locale, origin=origin,
-                             method=method)
-    receipt = Receipt(id=receipt_id, campaign_id=campaign.id, subject_id=subject.id,
-                      supersedes=previous, kid=key.kid,
-                      jws=keys.sign_with(key, claims, RECEIPT_TYP), issued_at=now)
-    session.add(receipt)
+    states = states_of(session, campaign, subject) if states is None else states
+    receipt = build(session, campaign, subject, now=now, locale=locale, origin=origin,
+                    method=method, states=states, gpc=gpc)
+    return write(session, receipt, states)
+
+
+def build(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
+          origin: str, method: str, states: list[ConsentState], gpc: bool | None = None,
+          pending_events: dict | None = None) -> Receipt:
+    """Sign a receipt of ``states`` (the subject's states once the change is made), superseding
+    the subject's last receipt, without writing it (:func:`write` does).
+
+    ``pending_events`` are events not written yet, by the ``event_id`` the states give them: the
+    ledger prepares a confirmation before it takes the lock (see ``ledger.prepare_confirmation``).
+    """
+    states = sorted(states, key=_state_order)
+    # What is read here was written before this call: a caller's pending ORM changes, if any,
+    # have nothing to do with it and can wait for the caller's own flush.
+    with session.no_autoflush:
+        shown = notices.by_ids(session, campaign, [state.notice_id for state in states])
+        items = [(state, effective_status(state, now), shown.get(state.notice_id))
+                 for state in states]
+        receipt_id = str(uuid.uuid4())
+        previous = _newest_receipt_id(session, campaign, subject)
+        if gpc is None:
+            gpc = _gpc_signal(session, campaign, subject)
+        claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
+                                 supersedes=previous, now=now, locale=locale, origin=origin,
+                                 method=method, gpc=gpc, pending_events=pending_events or {})
+    # The key ring's current signer, which each process keeps for a minute rather than reading
+    # the ring under the ledger lock; a key rotated meanwhile stays published, so this receipt
+    # verifies whichever of the two signed it.
+    token = keys.sign(session, claims, RECEIPT_TYP)
+    return Receipt(id=receipt_id, campaign_id=campaign.id, subject_id=subject.id,
+                   supersedes=previous, kid=_kid_of(token), jws=token, issued_at=now)
+
+
+def write(session: Session, receipt: Receipt, states: list[ConsentState]) -> Receipt:
+    """Write a receipt made by :func:`build`, and name it on every state of its subject."""
+    connection = session.connection()
+    connection.execute(_INSERT_RECEIPT, {column: getattr(receipt, column)
+                                         for column in _RECEIPT_COLUMNS})
+    connection.execute(_NAME_RECEIPT, {"campaign": receipt.campaign_id,
+                                       "subject": receipt.subject_id, "receipt": receipt.id})
     for state in states:
-        state.receipt_id = receipt_id
-    session.flush()
+        set_committed_value(state, "receipt_id", receipt.id)
     return receipt
+
+
+_RECEIPT_COLUMNS = [column.key for column in Receipt.__table__.columns]
+_INSERT_RECEIPT = insert(Receipt.__table__)
+_STATES = ConsentState.__table__
+_NAME_RECEIPT = (update(_STATES).where(_STATES.c.campaign_id == bindparam("campaign"),
+                                       _STATES.c.subject_id == bindparam("subject"))
+                 .values(receipt_id=bindparam("receipt")))
+
+
+def _kid_of(token: str) -> str:
+    """The key id in the header of one of our own compact JWS."""
+    header = token.partition(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def _state_order(state: ConsentState) -> tuple:
+    # The order of state.states_of: the newsletter first, then the networks by name.
+    return (state.purpose != NEWSLETTER, state.purpose, state.network)
 
 
 def decode(receipt: Receipt) -> dict:
@@ -139,18 +192,24 @@ def decode(receipt: Receipt) -> dict:
 
 
 def _newest_receipt_id(session: Session, campaign: Campaign, subject: Subject) -> str | None:
-    # The head of the subject's chain is the receipt no other supersedes; unlike the newest
-    # issued_at, it stays unambiguous when two receipts share a timestamp.
-    superseded = select(Receipt.supersedes).where(Receipt.subject_id == subject.id,
-                                                  Receipt.supersedes.is_not(None))
-    return session.scalars(select(Receipt.id).where(
-        Receipt.campaign_id == campaign.id, Receipt.subject_id == subject.id,
-        Receipt.id.not_in(superseded))).first()
+    return session.connection().execute(_NEWEST_RECEIPT, {"campaign": campaign.id,
+                                                          "subject": subject.id}).scalar()
+
+
+# The head of the subject's chain is the receipt no other supersedes; unlike the newest
+# issued_at, it stays unambiguous when two receipts share a timestamp.
+_RECEIPTS = Receipt.__table__
+_NEWEST_RECEIPT = select(_RECEIPTS.c.id).where(
+    _RECEIPTS.c.campaign_id == bindparam("campaign"),
+    _RECEIPTS.c.subject_id == bindparam("subject"),
+    _RECEIPTS.c.id.not_in(select(_RECEIPTS.c.supersedes).where(
+        _RECEIPTS.c.subject_id == bindparam("subject"), _RECEIPTS.c.supersedes.is_not(None)))
+).limit(1)
 
 
 def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, items: list[tuple],
                     *, receipt_id: str, supersedes: str | None, now: datetime, locale: str,
-                    origin: str, method: str) -> dict:
+                    origin: str, method: str, gpc: bool, pending_events: dict) -> dict:
     """The Kantara v1.1 payload, with the ISO/IEC TS 27560 additions in ``ext``.
 
     ``items`` holds (state, effective status, notice) for every item the subject was asked about.
@@ -186,12 +245,12 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
             "origin": origin,
             "notices": [_notice_record(state, notice) for state, _, notice in items if notice],
             "states": [_state_record(state, status, notice) for state, status, notice in items],
-            "events": sorted((record for state, _, _ in items
-                              for record in _event_records(session, campaign, state)),
+            "events": sorted(_event_records(session, campaign, [state for state, _, _ in items],
+                                            pending_events),
                              key=lambda record: record["time"]),
             **_policy_texts(campaign, [state for state, _ in given]),
             "supersedes": supersedes,
-            "gpc": _gpc_signal(session, campaign, subject),
+            "gpc": gpc,
             "storageLocations": [f"the consent database of {campaign.controller}, operated "
                                  f"with consent_widget at {current_app.config['BASE_URL']}"],
         },
@@ -248,30 +307,58 @@ def _state_record(state: ConsentState, status: str, notice: Notice | None) -> di
             "noticeVersion": notice.version if notice else None}
 
 
-def _event_records(session: Session, campaign: Campaign, state: ConsentState) -> list[dict]:
-    """The event behind a state, preceded for a confirmation by the request it confirmed.
+_EVENTS = ConsentEvent.__table__
+_EVENT_FIELDS = (_EVENTS.c.id, _EVENTS.c.purpose, _EVENTS.c.network, _EVENTS.c.type,
+                 _EVENTS.c.occurred_at, _EVENTS.c.actor, _EVENTS.c.method, _EVENTS.c.signup_id)
+
+
+_STATE_EVENT_IDS = bindparam("ids", expanding=True)
+# One read for both: the events behind the states, and the requests of the signups that any of
+# them confirmed (a confirmation and its request share the signup).
+_EVENTS_OF_STATES = select(*_EVENT_FIELDS).where(
+    _EVENTS.c.campaign_id == bindparam("campaign"),
+    or_(_EVENTS.c.id.in_(_STATE_EVENT_IDS),
+        and_(_EVENTS.c.type == REQUESTED, or_(
+            _EVENTS.c.signup_id.in_(select(_EVENTS.c.signup_id).where(
+                _EVENTS.c.id.in_(_STATE_EVENT_IDS), _EVENTS.c.type == GIVEN)),
+            _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))))
+).order_by(_EVENTS.c.id)
+
+
+def _event_records(session: Session, campaign: Campaign, states: list[ConsentState],
+                   pending_events: dict) -> list[dict]:
+    """The event behind each state, preceded for a confirmation by the request it confirmed.
 
     Only these, not the whole history: anyone can submit anyone's address to the widget, and
-    repeated requests must not be able to grow a receipt without bound.
+    repeated requests must not be able to grow a receipt without bound. ``pending_events``
+    are events not written yet, by the id the states give them.
     """
-    event = session.get(ConsentEvent, state.event_id)
-    events = [event]
-    if event.type == GIVEN and event.signup_id is not None:
-        request = session.scalars(select(ConsentEvent).where(
-            ConsentEvent.campaign_id == campaign.id, ConsentEvent.signup_id == event.signup_id,
-            ConsentEvent.purpose == event.purpose, ConsentEvent.network == event.network,
-            ConsentEvent.type == REQUESTED)).first()
-        if request is not None:
-            events.insert(0, request)
+    expiry = {state.event_id: state.expires_at for state in states}
+    rows = session.connection().execute(_EVENTS_OF_STATES, {
+        "campaign": campaign.id, "ids": [i for i in expiry if i not in pending_events],
+        "signups": sorted({event.signup_id for event in pending_events.values()
+                           if event.type == GIVEN and event.signup_id is not None})}).all()
+    rows.extend(pending_events.values())
+    by_id = {row.id: row for row in rows if row.id in expiry}
+    requests = {}
+    for row in rows:
+        if row.type == REQUESTED:
+            requests.setdefault((row.signup_id, row.purpose, row.network), row)
     records = []
-    for each in events:
-        record = {"purpose": each.purpose, "network": each.network, "type": each.type,
-                  "state": _DPV_STATUS[each.type], "time": _iso(each.occurred_at),
-                  "actor": each.actor, "method": each.method}
-        if each.type == GIVEN:
-            record.update(validity=f"P{campaign.validity_days}D",
-                          expiresAt=_iso(state.expires_at))
-        records.append(record)
+    for state in states:
+        event = by_id[state.event_id]
+        request = requests.get((event.signup_id, event.purpose, event.network)) \
+            if event.type == GIVEN else None
+        for each in (request, event):
+            if each is None:
+                continue
+            record = {"purpose": each.purpose, "network": each.network, "type": each.type,
+                      "state": _DPV_STATUS[each.type], "time": _iso(each.occurred_at),
+                      "actor": each.actor, "method": each.method}
+            if each.type == GIVEN:
+                record.update(validity=f"P{campaign.validity_days}D",
+                              expiresAt=_iso(expiry[each.id]))
+            records.append(record)
     return records
 
 

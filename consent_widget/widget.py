@@ -68,10 +68,13 @@ def submit(slug):
     if not form.validate():
         return _invalid(campaign, form, 400 if form.csrf_failed else 422)
     locale = _locale()
+    # The texts the form showed never change once recorded, so they are read before the write
+    # lock is taken; only a text shown for the first time is recorded under it.
+    with db.reading() as session:
+        shown = notices.shown(session, campaign, form.shown_notices)
     with db.transaction() as session:
         choices = [ledger.Choice(purpose, network, notice, form.ticked(purpose, network))
-                   for purpose, network, notice in _offered(session, campaign, locale,
-                                                            form.shown_notices)]
+                   for purpose, network, notice in _offered(session, campaign, locale, shown)]
         ledger.record_signup(session, campaign, form.email.data, choices,
                              key=lookup_key(current_app.config), locale=locale,
                              origin=form.embedding_origin, gpc=_gpc())
@@ -122,7 +125,7 @@ def _cors(response) -> None:
 
 def _campaign_or_404(slug: str):
     """The campaign of the URL, which also decides the frame ancestors and default language."""
-    with db.transaction() as session:
+    with db.reading() as session:
         campaign = campaigns.by_slug(session, slug)
     if campaign is None:
         raise NotFound(_("There is no sign-up form at this address. Please check the link."))
@@ -164,13 +167,13 @@ def wants_json() -> bool:
     return accept.accept_json and not accept.accept_html
 
 
-def _offered(session, campaign, locale: str, shown_ids=()):
+def _offered(session, campaign, locale: str, shown=()):
     """Each (purpose, network, notice) the widget asks about, with the notice in ``locale``.
 
-    A notice named in ``shown_ids`` (the ids the submitted form's token carries) is used when it
-    matches the box, so the ledger records the text that was on the person's screen.
+    A notice of ``shown`` (those the submitted form's token names, see ``notices.shown``) is
+    used when it matches the box, so the ledger records the text that was on the person's screen.
     """
-    shown = {(n.purpose, n.network): n for n in notices.shown(session, campaign, shown_ids)}
+    shown = {(n.purpose, n.network): n for n in shown}
     return [(purpose, network, shown.get((purpose, network))
              or notices.current_notice(session, campaign, purpose, network, locale))
             for purpose, network in notices.offered_items(campaign)]
@@ -179,7 +182,8 @@ def _offered(session, campaign, locale: str, shown_ids=()):
 def _form_page(campaign, form: SignupForm, status: int, summary=(), offered=None):
     if offered is None:
         with db.transaction() as session:
-            offered = _offered(session, campaign, _locale(), form.shown_notices)
+            offered = _offered(session, campaign, _locale(),
+                               notices.shown(session, campaign, form.shown_notices))
     newsletter_notice = next(notice for purpose, _n, notice in offered if purpose == NEWSLETTER)
     network_notices = {network: notice for purpose, network, notice in offered
                        if purpose != NEWSLETTER}

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from sqlalchemy import func, select
 
-from consent_widget import db, ledger, notices
+from consent_widget import chain, db, ledger, notices
 from consent_widget.emails import lookup_key
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Subject
 from helpers import confirm, sign_up
@@ -60,7 +60,7 @@ def replayed_states(session, campaign) -> dict:
                              .order_by(ConsentEvent.seq))
     for event in events:
         item = (event.subject_id, event.purpose, event.network)
-        states[item] = ledger.next_status(states.get(item), event.type)
+        states[item] = chain.next_status(states.get(item), event.type)
     return states
 
 
@@ -91,7 +91,7 @@ def test_concurrent_signups_confirmations_and_withdrawals_keep_one_verifiable_ch
     with app.app_context():
         session = db.session()
         campaign_row = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
-        report = ledger.verify_chain(session, campaign_row)
+        report = chain.verify_chain(session, campaign_row)
         assert report.ok, report.reason
         # Every signup appended one event per offered box (newsletter + two networks).
         assert report.events >= THREADS * ROUNDS * 3

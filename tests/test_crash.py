@@ -11,6 +11,7 @@ import ctypes
 import email
 import email.policy
 import html
+import http.client
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, select
 
-from consent_widget import db, ledger, urls
+from consent_widget import db, ledger, mail, urls
 from consent_widget.campaigns import create_campaign
 from consent_widget.emails import lookup_key
 from consent_widget.models import Campaign, ConsentEvent, OutboxMessage, Signup
@@ -112,7 +113,7 @@ def post(url: str, fields: dict, accept: str = "text/html") -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-    except OSError:
+    except (OSError, http.client.HTTPException):  # refused, or cut in the middle of the answer
         return 0
 
 
@@ -121,7 +122,7 @@ def signup_fields(base: str) -> dict | None:
     try:
         with urllib.request.urlopen(f"{base}/w/demo", timeout=10) as response:
             page = response.read().decode()
-    except OSError:
+    except (OSError, http.client.HTTPException):  # refused, or cut in the middle of the page
         return None
     fields = {}
     for tag in re.findall(r"<input\b[^>]*>", page):
@@ -136,11 +137,13 @@ def stream(stack: Stack, base: str, manage_paths: dict):
     the way through, restart them, finish the stream and wait for the outbox to drain.
 
     Returns how many requests were acknowledged before the kill, the acknowledged requests,
-    the clients' failures and the outbox statuses at the end."""
+    the clients' failures, the signups sent again after a failed attempt and the outbox
+    statuses at the end."""
     operations = [("signup", f"s{i}@example.org") for i in range(REQUESTS)]
     operations[::3] = [("withdraw", address) for address in manage_paths][:len(operations[::3])]
     acknowledged: list[tuple[str, str]] = []
     failures: list[tuple[str, str, int]] = []
+    resent: set[str] = set()
     lock = threading.Lock()
 
     def client(mine):
@@ -157,6 +160,9 @@ def stream(stack: Stack, base: str, manage_paths: dict):
                 else:
                     status = post(base + manage_paths[address], {"withdraw": "all"})
                 if not status:  # connection refused or cut: the server is down, try again
+                    if kind == "signup":
+                        with lock:
+                            resent.add(address)
                     time.sleep(0.05)
             with lock:
                 if 200 <= status < 300:
@@ -188,7 +194,7 @@ def stream(stack: Stack, base: str, manage_paths: dict):
             break
         time.sleep(0.2)
     engine.dispose()
-    return killed_at, acknowledged, failures, statuses
+    return killed_at, acknowledged, failures, resent, statuses
 
 
 def test_every_acknowledged_request_and_queued_email_survives_sigkill(app, smtp_server, tmp_path):
@@ -221,7 +227,7 @@ def test_every_acknowledged_request_and_queued_email_survives_sigkill(app, smtp_
            "CONSENT_RATELIMIT_LINKS": "100000 per minute"}
     stack = Stack(env, port, tmp_path)
     try:
-        killed_at, acknowledged, failures, statuses = stream(stack, base, manage_paths)
+        killed_at, acknowledged, failures, resent, statuses = stream(stack, base, manage_paths)
     finally:
         stack.kill()
     assert failures == []
@@ -246,11 +252,15 @@ def test_every_acknowledged_request_and_queued_email_survives_sigkill(app, smtp_
                 types = session.scalars(select(ConsentEvent.type)
                                         .where(ConsentEvent.subject_id == subject.id)).all()
                 assert types.count("withdrawn") == 2, address  # newsletter and facebook
-        queued = {email.message_from_string(payload, policy=email.policy.default)["Message-ID"]
+        queued = {email.message_from_bytes(mail.message_bytes(payload),
+                                           policy=email.policy.default)["Message-ID"]
                   for payload in session.scalars(select(OutboxMessage.payload))}
     received = smtp_server.message_ids()
     # At least once: every queued email arrived. Never twice for an idempotent receiver: a
     # resend after a crash carries the same Message-ID, so deduplicating on it leaves one each.
     assert set(received) == queued
-    # Two emails for each earlier consent, one for each acknowledged signup or withdrawal.
-    assert len(queued) == 2 * WITHDRAWALS + len(acknowledged)
+    # Two emails for each earlier consent, one for each acknowledged signup or withdrawal. A
+    # signup committed just before the kill, whose answer the kill cut, was sent again by its
+    # client and recorded twice (a form POST is not idempotent): at most one more email each.
+    expected = 2 * WITHDRAWALS + len(acknowledged)
+    assert expected <= len(queued) <= expected + len(resent)

@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
-from consent_widget import db, ledger
-from consent_widget.models import Campaign, ConsentEvent, ConsentState, Subject, utcnow
+from consent_widget import chain, db, keys, ledger, receipts
+from consent_widget.models import (Campaign, ConsentEvent, ConsentState, OutboxMessage, Receipt,
+                                   Signup, Subject, utcnow)
 from helpers import confirm, counts, give, sign_up, status
 
 
@@ -15,7 +16,7 @@ def verify(app, slug="demo"):
     with app.app_context():
         session = db.session()
         campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
-        return ledger.verify_chain(session, campaign)
+        return chain.verify_chain(session, campaign)
 
 
 def test_signup_records_requests_and_refusals_and_gives_nothing(app, campaign):
@@ -157,7 +158,7 @@ def test_state_equals_a_replay_of_the_events(app, campaign):
         replayed = {}
         for event in session.scalars(select(ConsentEvent).order_by(ConsentEvent.seq)):
             key = (event.subject_id, event.purpose, event.network)
-            replayed[key] = ledger.next_status(replayed.get(key), event.type)
+            replayed[key] = chain.next_status(replayed.get(key), event.type)
         stored = {(s.subject_id, s.purpose, s.network): s.status
                   for s in session.scalars(select(ConsentState))}
     assert stored == replayed
@@ -192,3 +193,95 @@ def test_an_event_pointing_at_a_missing_row_is_reported_not_crashed_on(app, camp
                 connection.exec_driver_sql(tamper)
     report = verify(app)
     assert not report.ok and report.broken_event["seq"] == 1
+
+
+def prepare(app, signup_public_id: str):
+    """What the confirmation page prepares before the ledger lock: (signup row id, prepared)."""
+    with app.app_context():
+        with db.transaction() as session:
+            keys.active_key(session)  # the first key is created under the lock, not prepared
+        with db.reading() as session:
+            signup = session.scalars(select(Signup).where(
+                Signup.public_id == signup_public_id)).one()
+            camp = session.get(Campaign, signup.campaign_id)
+            offered = ledger.offered_notices(session, camp, signup)
+            return signup.id, ledger.prepare_confirmation(session, camp, signup, offered)
+
+
+def confirm_prepared(app, signup_id: int, prepared):
+    """Confirm with a prepared confirmation, as the confirmation page does; return the receipt."""
+    with app.app_context():
+        with db.transaction() as session:
+            signup = session.get(Signup, signup_id)
+            camp = session.get(Campaign, signup.campaign_id)
+            return ledger.confirm(session, camp, signup, prepared=prepared)
+
+
+def test_a_prepared_confirmation_is_written_when_nothing_changed_before_the_lock(app, campaign):
+    signup_id, prepared = prepare(app, sign_up(app, "demo", "ana@example.test",
+                                               newsletter=True, networks=["facebook"]))
+    receipt = confirm_prepared(app, signup_id, prepared)
+    assert receipt.id == prepared.receipt.id
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "given"
+    with app.app_context():
+        session = db.session()
+        states = session.scalars(select(ConsentState)).all()
+        assert {state.receipt_id for state in states} == {receipt.id}
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
+    assert verify(app).ok
+
+
+def test_a_prepared_confirmation_is_worked_out_again_when_the_states_moved(app, campaign):
+    first = give(app, "demo", "ana@example.test", newsletter=True)
+    # Prepared while the newsletter is given: the plan withdraws it and gives facebook.
+    signup_id, prepared = prepare(app, sign_up(app, "demo", "ana@example.test",
+                                               networks=["facebook"]))
+    assert prepared.receipt.supersedes == first
+    with app.app_context():
+        with db.transaction() as session:
+            camp = session.get(Campaign, campaign.id)
+            subject = session.scalars(select(Subject)).one()
+            withdrawal = ledger.withdraw(session, camp, subject, "newsletter", "",
+                                         method="manage_page", locale="fr")
+    receipt = confirm_prepared(app, signup_id, prepared)
+    assert receipt.id != prepared.receipt.id and receipt.supersedes == withdrawal.id
+    with app.app_context():
+        types = db.session().scalars(select(ConsentEvent.type).where(
+            ConsentEvent.purpose == "newsletter").order_by(ConsentEvent.seq)).all()
+    assert types == ["requested", "given", "refused", "withdrawn"]  # withdrawn once, not twice
+    assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "given"
+    assert verify(app).ok
+
+
+def test_a_prepared_receipt_says_what_one_made_under_the_lock_says(app, campaign):
+    prepared_id, prepared = prepare(app, sign_up(app, "demo", "ana@example.test",
+                                                 newsletter=True, networks=["facebook"]))
+    with_plan = confirm_prepared(app, prepared_id, prepared)
+    without_plan = confirm(app, sign_up(app, "demo", "ben@example.test", newsletter=True,
+                                        networks=["facebook"]))
+    with app.app_context():
+        session = db.session()
+        planned = receipts.decode(with_plan)
+        locked = receipts.decode(session.get(Receipt, without_plan))
+
+    def shape(claims):
+        ext = claims["ext"]
+        return (claims["services"], claims["collectionMethod"],
+                [(s["purpose"], s["network"], s["status"], s["noticeVersion"])
+                 for s in ext["states"]],
+                [(e["purpose"], e["network"], e["type"], e["method"]) for e in ext["events"]],
+                ext["notices"], ext["supersedes"])
+
+    assert shape(planned) == shape(locked)
+
+
+def test_nothing_is_prepared_before_the_first_signing_key_exists(app, campaign):
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    with app.app_context():
+        with db.reading() as session:
+            row = session.scalars(select(Signup)).one()
+            camp = session.get(Campaign, row.campaign_id)
+            offered = ledger.offered_notices(session, camp, row)
+            assert ledger.prepare_confirmation(session, camp, row, offered) is None
+    assert confirm(app, signup)  # the locked path creates the key

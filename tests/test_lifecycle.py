@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from consent_widget import db, ledger, lifecycle
+from consent_widget import chain, db, ledger, lifecycle, mail
 from consent_widget.models import (Campaign, ConsentEvent, OutboxMessage, Receipt, Subject,
                                    utcnow)
 from conftest import run_json
@@ -16,17 +16,18 @@ from test_links import link_path
 
 
 def outbox_subjects(app, address):
+    """The emails queued for ``address``, as the worker will send them."""
     with app.app_context():
         rows = db.session().scalars(select(OutboxMessage).where(
             OutboxMessage.recipient == address).order_by(OutboxMessage.id)).all()
-        return [row.payload for row in rows]
+        return [mail.message_bytes(row.payload) for row in rows]
 
 
 def chain_ok(app):
     with app.app_context():
         session = db.session()
         campaign = session.scalars(select(Campaign)).first()
-        return ledger.verify_chain(session, campaign).ok
+        return chain.verify_chain(session, campaign).ok
 
 
 def test_a_consent_past_its_validity_expires_with_an_event_a_receipt_and_a_renewal_email(
@@ -43,8 +44,8 @@ def test_a_consent_past_its_validity_expires_with_an_event_a_receipt_and_a_renew
         newest = session.scalars(select(Receipt).where(Receipt.supersedes == first_receipt)).one()
     assert expired_events == 3 and newest.supersedes == first_receipt
     assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "expired"
-    renewal = email.message_from_string(outbox_subjects(app, "ana@example.test")[-1],
-                                        policy=email.policy.default)
+    renewal = email.message_from_bytes(outbox_subjects(app, "ana@example.test")[-1],
+                                       policy=email.policy.default)
     assert renewal["Subject"] == "Vos consentements à Marie 2027 ont pris fin"
     body = renewal.get_body(preferencelist=("plain",)).get_content()
     assert "http://consent.test/w/demo\r\n" in body and "/manage/" in body

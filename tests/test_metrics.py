@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
-from consent_widget import db, ledger, outbox
+from consent_widget import db, ledger, outbox, urls
 from consent_widget.cli import main
-from consent_widget.models import Campaign, OutboxMessage, Subject
+from consent_widget.models import Campaign, OutboxMessage, Signup, Subject
 from helpers import confirm, give, sign_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,53 @@ def test_a_rolled_back_signup_is_not_counted(app, campaign):
                 session.flush()
                 raise RuntimeError("the request failed after the signup was written")
     assert value("consent_signups_total") == signups
+
+
+def test_a_rolled_back_confirmation_and_withdrawal_are_not_counted(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)  # unticks facebook
+    confirmations = value("consent_confirmations_total")
+    withdrawn = value("consent_withdrawals_total", purpose="social_matching")
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            with db.transaction() as session:
+                row = session.scalars(select(Signup).where(Signup.public_id == signup)).one()
+                ledger.confirm(session, session.get(Campaign, row.campaign_id), row)
+                raise RuntimeError("the request failed after the confirmation was written")
+    assert value("consent_confirmations_total") == confirmations
+    assert value("consent_withdrawals_total", purpose="social_matching") == withdrawn
+    confirm(app, signup)  # the same confirmation, committed this time: counted once
+    assert value("consent_confirmations_total") == confirmations + 1
+    assert value("consent_withdrawals_total", purpose="social_matching") == withdrawn + 1
+
+
+def test_a_confirmation_from_its_page_is_counted_once(app, client, campaign):
+    give(app, "demo", "ben@example.test", newsletter=True)  # a signing key exists: it is prepared
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    confirmations = value("consent_confirmations_total")
+    with app.app_context():
+        session = db.session()
+        row = session.scalars(select(Signup).where(Signup.public_id == signup)).one()
+        path = urllib.parse.urlsplit(urls.confirm_url(session.get(Campaign, row.campaign_id),
+                                                      row)).path
+    assert client.post(path).status_code == 200
+    assert client.post(path).status_code == 200  # already confirmed: nothing more
+    assert value("consent_confirmations_total") == confirmations + 1
+
+
+def test_a_session_closed_without_commit_counts_nothing_later(app, campaign):
+    signups = value("consent_signups_total")
+    with app.app_context():
+        session = db.session()
+        campaign_row = session.scalars(select(Campaign)).one()
+        ledger.record_signup(session, campaign_row, "ana@example.test", [], key=b"k" * 32,
+                             locale="fr")
+        db.close_session()  # the request ended without committing
+        with db.transaction() as session:  # the next transaction writes no signup
+            session.scalars(select(Campaign)).one()
+    assert value("consent_signups_total") == signups
+    sign_up(app, "demo", "ben@example.test")
+    assert value("consent_signups_total") == signups + 1
 
 
 def test_check_decisions_are_counted_by_outcome(app, client, campaign):

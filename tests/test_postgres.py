@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from consent_widget import create_app, db, ledger
+from consent_widget import chain, create_app, db, ledger
 from consent_widget.campaigns import create_campaign
 from consent_widget.models import Campaign, ConsentEvent
 from conftest import POSTGRES_URL, reset_postgres
@@ -60,13 +60,13 @@ def test_the_chain_verifies_whatever_the_servers_time_zone(pg_app, app_config):
         occurred = session.scalars(select(ConsentEvent.occurred_at)).first()
         assert occurred.isoformat().endswith("+00:00")
         campaign_row = session.scalars(select(Campaign)).one()
-        report = ledger.verify_chain(session, campaign_row)
+        report = chain.verify_chain(session, campaign_row)
         assert report.ok, report.reason
         db.engine().dispose()
     give(other, "demo", "ben@example.test", networks=["linkedin"])
     with pg_app.app_context():
         session = db.session()
-        assert ledger.verify_chain(session, session.scalars(select(Campaign)).one()).ok
+        assert chain.verify_chain(session, session.scalars(select(Campaign)).one()).ok
 
 
 def test_a_nul_character_is_a_clear_400_not_a_database_error(pg_app):
