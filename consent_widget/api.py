@@ -34,15 +34,14 @@ MAX_EVENTS_PAGE = 1000
 _MAX_CURSOR_DIGITS = 18
 
 
-@bp.before_request
+@bp.before_app_request
 def _reads_only() -> None:
     # Every API call reads the state; none writes but the first decision ever signed (it creates
-    # the signing key), so checks run side by side instead of one at a time on SQLite.
-    db.read_only()
-
-
-#: The answer about someone this campaign has never recorded.
-_UNKNOWN = state.StateView(status="unknown")
+    # the signing key), so checks run side by side instead of one at a time on SQLite. An app
+    # hook registered with the blueprint, not a blueprint hook: it must run before the rate
+    # limiter's, whose token lookup would otherwise open the request's transaction as a write.
+    if request.blueprint == bp.name:
+        db.read_only()
 
 
 def _campaign() -> Campaign:
@@ -126,7 +125,7 @@ def check():
         found = state.lookup(session, current_token.campaign_id, purpose, network,
                              public_ids=[key])
         claims["subject_id_asked"] = subject_id
-    view = found.get(key, _UNKNOWN)
+    view = found.get(key, state.UNKNOWN)
     answer = _answer(view, purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
                   sub=answer["subject_id"], campaign=current_token.campaign_slug)

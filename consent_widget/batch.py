@@ -27,8 +27,7 @@ def _lookup(session: Session, campaign_id: int, purpose: str, network: str, by: 
         chunk = sorted(set(keys[start:start + CHUNK]))
         found.update(state.lookup(session, campaign_id, purpose, network, now=now,
                                   **{by: chunk}))
-    unknown = StateView(status="unknown")
-    return [found.get(key, unknown) for key in keys]
+    return [found.get(key, state.UNKNOWN) for key in keys]
 
 
 def states_by_email(session: Session, campaign_id: int, purpose: str, network: str,

@@ -24,8 +24,19 @@ from werkzeug.exceptions import BadRequest
 #: (another program, or a read transaction that turned into a write).
 SQLITE_BUSY_TIMEOUT = 30
 
+#: The oldest SQLite with RETURNING.
+MIN_SQLITE = (3, 35)
+
 #: Writer locks held by connections of the current thread (see _WriterQueuedConnection).
 _held_by_thread = threading.local()
+
+
+def _locks_held_by_this_thread() -> list[int]:
+    """This thread's count of held writer locks, in a list a connection can keep a hold of."""
+    held = getattr(_held_by_thread, "held", None)
+    if held is None:
+        held = _held_by_thread.held = [0]
+    return held
 
 
 class _WriterQueuedConnection(sqlite3.Connection):
@@ -47,22 +58,32 @@ class _WriterQueuedConnection(sqlite3.Connection):
         """Wait for the write lock; a no-op for a database without a file (in memory)."""
         if self.lock_path is None or self._holds_lock:
             return
-        if getattr(_held_by_thread, "count", 0):
+        held = _locks_held_by_this_thread()
+        if held[0]:
             # Another connection of this thread holds the lock: waiting for it here would wait
             # forever. SQLite's busy handler decides instead, as it would without the queue.
             return
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                        0o600)
+            except OSError:
+                # Made by another user (a command run as root, say) or on a read-only folder:
+                # no queue then, and SQLite's busy handler still keeps writers apart.
+                return
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # releases the GIL while it waits
         self._holds_lock = True
-        _held_by_thread.count = getattr(_held_by_thread, "count", 0) + 1
+        self._held = held
+        held[0] += 1
 
     def release_writer_lock(self) -> None:
         """Let the next writer in; a no-op when this connection does not hold the lock."""
         if self._holds_lock:
             self._holds_lock = False
-            _held_by_thread.count -= 1
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            # The count of the thread that took the lock: a connection may be released from
+            # another thread (a leaked one, rolled back by the garbage collector).
+            self._held[0] -= 1
 
     def commit(self):
         """Commit, then release the write lock (only then: the next writer would find it busy)."""
@@ -99,6 +120,10 @@ def _lock_path(url: str) -> str | None:
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the pragmas this project relies on for SQLite."""
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            # The ledger writes with INSERT ... RETURNING and UPDATE ... RETURNING.
+            raise RuntimeError(f"SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed; "
+                               f"this Python has SQLite {sqlite3.sqlite_version}")
         connection_class = type("WriterQueuedConnection", (_WriterQueuedConnection,),
                                 {"lock_path": _lock_path(url)})
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,

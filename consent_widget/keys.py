@@ -101,12 +101,6 @@ def _private_key(pem: str) -> OKPKey:
     return OKPKey.import_key(pem)
 
 
-def sign_with(key: SigningKey, claims: dict, typ: str) -> str:
-    """Sign ``claims`` with ``key`` as a JWS compact token of kind ``typ``."""
-    header = {"alg": ALGORITHM, "kid": key.kid, "typ": typ}
-    return _serialize(header, claims, _private_key(key.private_pem))
-
-
 def _serialize(header: dict, claims: dict, private_key: OKPKey) -> str:
     return jws.serialize_compact(header, canonical_json(claims), private_key,
                                  registry=_REGISTRY)

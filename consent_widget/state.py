@@ -34,6 +34,10 @@ class StateView(NamedTuple):
         return self.status == GIVEN
 
 
+#: The answer about someone a campaign has never recorded.
+UNKNOWN = StateView(status="unknown")
+
+
 def states_by_item(session: Session, campaign: Campaign,
                    subject: Subject) -> dict[str, ConsentState]:
     """The subject's states keyed by ``"purpose:network"``."""
@@ -65,7 +69,7 @@ def view(public_id: str | None, status: str | None, expires_at: datetime | None,
     The one place the rules live: a single check, a batch and the ORM path all answer with it.
     """
     if public_id is None:
-        return StateView(status="unknown")
+        return UNKNOWN
     if status is None:
         return StateView(status="unknown", subject_id=public_id)
     if status == GIVEN and expires_at is not None and expires_at <= now:
@@ -82,7 +86,7 @@ def state_of(session: Session, campaign: Campaign, subject: Subject | None, purp
              network: str, now: datetime | None = None) -> StateView:
     """What a platform may do with this subject for exactly this purpose and network."""
     if subject is None:
-        return StateView(status="unknown")
+        return UNKNOWN
     state = session.scalars(select(ConsentState).where(
         ConsentState.campaign_id == campaign.id, ConsentState.subject_id == subject.id,
         ConsentState.purpose == purpose, ConsentState.network == network)).first()

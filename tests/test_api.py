@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
+import threading
 from datetime import timedelta
 
 import jwt
 import pytest
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
 
 from consent_widget import db
 from consent_widget.models import OAuthToken, utcnow
@@ -262,3 +265,45 @@ def test_receipt_endpoint_returns_the_jws_and_claims(app, client, token):
                       headers={"Authorization": f"Bearer {token}"}).status_code == 404
     assert client.get(f"/api/v1/receipts/{receipt_id}-and-more",
                       headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
+
+def test_api_requests_never_wait_for_the_sqlite_write_lock(app, client, token):
+    """Checks only read: neither a valid token (first seen by this process's rate limiter) nor
+    a forged one may open a write transaction and queue behind signups."""
+    url = app.config["DATABASE_URL"]
+    if not url.startswith("sqlite"):
+        pytest.skip("the write lock is SQLite's")
+    from consent_widget import keys, limits
+    with app.app_context(), db.transaction() as session:
+        keys.active_key(session)  # a ready service: the first key is the one write a check makes
+    limits._TOKEN_CLIENTS.clear()  # the limiter looks the token up again, as a new process would
+    writer = sqlite3.connect(make_url(url).database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    answers = {}
+
+    def ask():
+        answers["valid"] = check(client, token, email="ana@example.test",
+                                 purpose="newsletter").status_code
+        answers["forged"] = check(client, "forged-token", email="ana@example.test",
+                                  purpose="newsletter").status_code
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    asking.join(timeout=10)  # a request waiting for the writer would wait for it
+    answered_while_locked = dict(answers)
+    writer.rollback()
+    asking.join()
+    assert answered_while_locked == {"valid": 200, "forged": 401}
+
+
+def test_an_ordinary_address_is_found_however_it_is_spelt(app, client, token):
+    """Addresses on ordinary domains take the fast normalisation (tests mostly use ``.test``,
+    which email-validator handles): the widget's and the API's spellings must meet."""
+    give(app, "demo", "Ana.Supporter@Example.ORG", networks=["facebook"])
+    for spelling in ("ana.supporter@example.org", " ANA.SUPPORTER@example.org\t"):
+        answer = check(client, token, email=spelling, purpose="social_matching",
+                       network="facebook").json
+        assert (answer["allowed"], answer["status"]) == (True, "given"), spelling
+    stranger = check(client, token, email="ana.supporter@example.com", purpose="social_matching",
+                     network="facebook").json
+    assert stranger["status"] == "unknown"

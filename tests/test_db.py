@@ -133,3 +133,33 @@ def test_a_second_connection_of_the_same_thread_does_not_wait_for_the_first(tmp_
             else:
                 raise AssertionError("two writers held the database at once")
     engine.dispose()
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writes_to_sqlite(tmp_path):
+    """A lock file this user may not open (made by root, say) must not stop every write: the
+    writer goes on without the queue, and SQLite's busy handler keeps writers apart."""
+    path = tmp_path / "shared.sqlite3"
+    engine = db.make_engine(f"sqlite:///{path}")
+    os.mkdir(f"{path}-writer.lock")  # what cannot be opened as a file, even by root
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE tally (n INTEGER)"))
+        connection.execute(text("INSERT INTO tally (n) VALUES (1)"))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT n FROM tally")).scalars().all() == [1]
+    engine.dispose()
+
+
+def test_a_lock_released_from_another_thread_leaves_both_threads_free(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'leak.sqlite3'}")
+    raw = engine.raw_connection()
+    dbapi = raw.dbapi_connection
+    dbapi.acquire_writer_lock()
+    releaser = threading.Thread(target=dbapi.release_writer_lock)
+    releaser.start()
+    releaser.join()
+    raw.close()
+    # This thread holds nothing any more, so its next writer queues on the file as usual.
+    assert db._locks_held_by_this_thread() == [0]
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (n INTEGER)"))
+    engine.dispose()

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from consent_widget import chain, db, ledger, lifecycle, mail
+from consent_widget import chain, db, lifecycle, mail
 from consent_widget.models import (Campaign, ConsentEvent, OutboxMessage, Receipt, Subject,
                                    utcnow)
 from conftest import run_json

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from consent_widget import chain, create_app, db, ledger
+from consent_widget import chain, create_app, db
 from consent_widget.campaigns import create_campaign
 from consent_widget.models import Campaign, ConsentEvent
 from conftest import POSTGRES_URL, reset_postgres
