@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db, keys, notices
 from .keys import InvalidSignature
-from .state import effective_status, states_of
+from .state import display_order, effective_status, states_of
 from .models import (EVENT_TYPES, EXPIRED, GIVEN, NEWSLETTER, REQUESTED, SOCIAL_MATCHING,
                      WITHDRAWN, Campaign, ConsentEvent, ConsentState, Notice, Receipt, Signup,
                      Subject, utcnow)
@@ -133,7 +133,7 @@ def build(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
     ``pending_events`` are events not written yet, by the ``event_id`` the states give them: the
     ledger prepares a confirmation before it takes the lock (see ``ledger.prepare_confirmation``).
     """
-    states = sorted(states, key=_state_order)
+    states = sorted(states, key=display_order)
     # What is read here was written before this call: a caller's pending ORM changes, if any,
     # have nothing to do with it and can wait for the caller's own flush.
     with session.no_autoflush:
@@ -179,11 +179,6 @@ def _kid_of(token: str) -> str:
     """The key id in the header of one of our own compact JWS."""
     header = token.partition(".")[0]
     return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
-
-
-def _state_order(state: ConsentState) -> tuple:
-    # The order of state.states_of: the newsletter first, then the networks by name.
-    return (state.purpose != NEWSLETTER, state.purpose, state.network)
 
 
 def decode(receipt: Receipt) -> dict:

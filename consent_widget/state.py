@@ -12,7 +12,8 @@ from typing import NamedTuple
 from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session
 
-from .models import EXPIRED, GIVEN, WITHDRAWN, Campaign, ConsentState, Notice, Subject, utcnow
+from .models import (EXPIRED, GIVEN, NEWSLETTER, WITHDRAWN, Campaign, ConsentState, Notice,
+                     Subject, utcnow)
 
 
 class StateView(NamedTuple):
@@ -48,8 +49,12 @@ def states_by_item(session: Session, campaign: Campaign,
 
 def states_of(session: Session, campaign: Campaign, subject: Subject) -> list[ConsentState]:
     """The subject's current states, newsletter first, then networks by name."""
-    rows = states_by_item(session, campaign, subject).values()
-    return sorted(rows, key=lambda s: (s.purpose != "newsletter", s.purpose, s.network))
+    return sorted(states_by_item(session, campaign, subject).values(), key=display_order)
+
+
+def display_order(state) -> tuple:
+    """The order states are shown and listed in: the newsletter first, then networks by name."""
+    return (state.purpose != NEWSLETTER, state.purpose, state.network)
 
 
 def effective_status(state: ConsentState | None, now: datetime) -> str:
