@@ -267,12 +267,11 @@ def test_receipt_endpoint_returns_the_jws_and_claims(app, client, token):
                       headers={"Authorization": f"Bearer {token}"}).status_code == 404
 
 
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)  # the write lock is SQLite's
 def test_api_requests_never_wait_for_the_sqlite_write_lock(app, client, token):
     """Checks only read: neither a valid token (first seen by this process's rate limiter) nor
     a forged one may open a write transaction and queue behind signups."""
     url = app.config["DATABASE_URL"]
-    if not url.startswith("sqlite"):
-        pytest.skip("the write lock is SQLite's")
     from consent_widget import keys, limits
     with app.app_context(), db.transaction() as session:
         keys.active_key(session)  # a ready service: the first key is the one write a check makes
