@@ -73,9 +73,11 @@ _SUBJECT_BY_HMAC = (select(Subject).where(Subject.campaign_id == bindparam("camp
                                           Subject.email_hmac == bindparam("digest"))
                     .execution_options(populate_existing=True))
 _NEWER = aliased(Signup)
-_SIGNUP_NOW = (select(Signup, Subject, select(_NEWER.id).where(
+#: Whether the subject submitted the form again after the signup in the outer query.
+_SUPERSEDED = select(_NEWER.id).where(
     _NEWER.campaign_id == Signup.campaign_id, _NEWER.subject_id == Signup.subject_id,
-    _NEWER.id > Signup.id).exists())
+    _NEWER.id > Signup.id).exists()
+_SIGNUP_NOW = (select(Signup, Subject, _SUPERSEDED)
     .join(Subject, Subject.id == Signup.subject_id).where(Signup.id == bindparam("signup"))
     .execution_options(populate_existing=True))
 _INSERT_RETURNING_ID = {model: insert(model.__table__).returning(model.__table__.c.id)
@@ -289,9 +291,7 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
 def is_superseded(session: Session, signup: Signup) -> bool:
     """Whether the subject submitted the form again after ``signup`` (confirmed or not): an
     older confirmation link must never roll back a newer choice."""
-    return session.scalars(select(Signup.id).where(
-        Signup.campaign_id == signup.campaign_id, Signup.subject_id == signup.subject_id,
-        Signup.id > signup.id)).first() is not None
+    return bool(session.scalar(select(_SUPERSEDED).where(Signup.id == signup.id)))
 
 
 def offered_notices(session: Session, campaign: Campaign, signup: Signup) -> dict[str, Notice]:
