@@ -168,7 +168,7 @@ class ConsentEvent(Base):
     type: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"))
-    signup_id: Mapped[int | None] = mapped_column(ForeignKey("signups.id"))
+    signup_id: Mapped[int | None] = mapped_column(ForeignKey("signups.id"), index=True)
     method: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(16), default="subject")
     origin: Mapped[str] = mapped_column(String(2000), default="")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from flask import Blueprint, current_app, jsonify
 from flask_babel import format_datetime
 from joserfc import jws
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -307,17 +307,12 @@ _EVENT_FIELDS = (_EVENTS.c.id, _EVENTS.c.purpose, _EVENTS.c.network, _EVENTS.c.t
                  _EVENTS.c.occurred_at, _EVENTS.c.actor, _EVENTS.c.method, _EVENTS.c.signup_id)
 
 
-_STATE_EVENT_IDS = bindparam("ids", expanding=True)
-# One read for both: the events behind the states, and the requests of the signups that any of
-# them confirmed (a confirmation and its request share the signup).
-_EVENTS_OF_STATES = select(*_EVENT_FIELDS).where(
-    _EVENTS.c.campaign_id == bindparam("campaign"),
-    or_(_EVENTS.c.id.in_(_STATE_EVENT_IDS),
-        and_(_EVENTS.c.type == REQUESTED, or_(
-            _EVENTS.c.signup_id.in_(select(_EVENTS.c.signup_id).where(
-                _EVENTS.c.id.in_(_STATE_EVENT_IDS), _EVENTS.c.type == GIVEN)),
-            _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))))
-).order_by(_EVENTS.c.id)
+_EVENTS_BY_ID = select(*_EVENT_FIELDS).where(_EVENTS.c.campaign_id == bindparam("campaign"),
+                                               _EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+# By the index on signup_id: a receipt's cost must not grow with the campaign's ledger.
+_REQUESTS_OF_SIGNUPS = select(*_EVENT_FIELDS).where(
+    _EVENTS.c.campaign_id == bindparam("campaign"), _EVENTS.c.type == REQUESTED,
+    _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))
 
 
 def _event_records(session: Session, campaign: Campaign, states: list[ConsentState],
@@ -329,11 +324,17 @@ def _event_records(session: Session, campaign: Campaign, states: list[ConsentSta
     are events not written yet, by the id the states give them.
     """
     expiry = {state.event_id: state.expires_at for state in states}
-    rows = session.connection().execute(_EVENTS_OF_STATES, {
-        "campaign": campaign.id, "ids": [i for i in expiry if i not in pending_events],
-        "signups": sorted({event.signup_id for event in pending_events.values()
-                           if event.type == GIVEN and event.signup_id is not None})}).all()
+    connection = session.connection()
+    rows = connection.execute(_EVENTS_BY_ID, {
+        "campaign": campaign.id, "ids": [i for i in expiry if i not in pending_events]}).all()
     rows.extend(pending_events.values())
+    # The requests that the given consents confirmed: a confirmation and its request share
+    # the signup.
+    signups = sorted({row.signup_id for row in rows
+                      if row.type == GIVEN and row.signup_id is not None})
+    if signups:
+        rows.extend(connection.execute(_REQUESTS_OF_SIGNUPS, {"campaign": campaign.id,
+                                                              "signups": signups}))
     by_id = {row.id: row for row in rows if row.id in expiry}
     requests = {}
     for row in rows:
