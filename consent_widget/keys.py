@@ -33,15 +33,26 @@ class InvalidSignature(Exception):
     """The token is not a genuine, valid token of the expected kind; the message says why."""
 
 
-def active_key(session: Session, now: datetime | None = None) -> SigningKey:
-    """The current signing key (the newest unretired one), created on first use.
+class NoSigningKey(Exception):
+    """No signing key exists yet, and the caller asked not to create one."""
+
+
+def active_key(session: Session, now: datetime | None = None, *,
+               create: bool = True) -> SigningKey:
+    """The current signing key (the newest unretired one), created on first use unless
+    ``create`` is false, when NoSigningKey is raised instead.
 
     A key created here is only flushed: the caller's transaction must commit, or the tokens it
-    signed will not verify.
+    signed will not verify. A caller in a transaction that only reads passes ``create=False``:
+    on SQLite such a transaction cannot write once another one has committed since it began.
     """
     key = session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))
                           .order_by(SigningKey.created_at.desc()).limit(1)).first()
-    return key if key is not None else _new_key(session, now or utcnow())
+    if key is not None:
+        return key
+    if not create:
+        raise NoSigningKey()
+    return _new_key(session, now or utcnow())
 
 
 def rotate_key(session: Session, now: datetime | None = None) -> SigningKey:
@@ -106,9 +117,12 @@ def _serialize(header: dict, claims: dict, private_key: OKPKey) -> str:
                                  registry=_REGISTRY)
 
 
-def sign(session: Session, claims: dict, typ: str) -> str:
-    """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``."""
-    kid, private_key = _current_signer(session)
+def sign(session: Session, claims: dict, typ: str, *, create_key: bool = True) -> str:
+    """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``.
+
+    With ``create_key=False``, raises NoSigningKey rather than create the first key.
+    """
+    kid, private_key = _current_signer(session, create_key)
     return _serialize({"alg": ALGORITHM, "kid": kid, "typ": typ}, claims, private_key)
 
 
@@ -123,12 +137,12 @@ _signers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED = "consent_keys_created"
 
 
-def _current_signer(session: Session) -> tuple[str, OKPKey]:
+def _current_signer(session: Session, create: bool) -> tuple[str, OKPKey]:
     engine = session.get_bind()
     cached = _signers.get(engine)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1], cached[2]
-    key = active_key(session)
+    key = active_key(session, create=create)
     signer = (key.kid, _private_key(key.private_pem))
     # A key this session created may still be rolled back: remembering it could sign tokens
     # with a key that never reached the database.

@@ -12,7 +12,6 @@ Nothing here reads the HTTP request: the edges parse their input and call one fu
 from __future__ import annotations
 
 import secrets
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -21,11 +20,11 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import mail, metrics, notices, receipts, webhooks
+from . import keys, mail, metrics, notices, receipts, webhooks
 from .chain import next_status, row_hash
 from .emails import lookup_hmac, normalise
 from .models import (GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
-                     ConsentState, Notice, Receipt, Signup, SigningKey, Subject, utcnow)
+                     ConsentState, Notice, Receipt, Signup, Subject, utcnow)
 
 
 class AlreadyConfirmed(Exception):
@@ -329,19 +328,6 @@ _STATE_SEEN = ("id", "status", "event_id", "notice_id", "given_at", "expires_at"
                "receipt_id")
 _STATE_ROWS = select(*(_STATES.c[column] for column in ("id", *_STATE_COLUMNS))).where(
     _STATES.c.campaign_id == bindparam("campaign"), _STATES.c.subject_id == bindparam("subject"))
-_SIGNING_KEY = select(SigningKey.kid).where(SigningKey.retired_at.is_(None)).limit(1)
-#: Engines known to have a current signing key. Keys are retired, never removed, and a
-#: rotation retires the others and adds the new key in one transaction: once there, one stays.
-_KEYED_ENGINES: weakref.WeakSet = weakref.WeakSet()
-
-
-def _signing_key_exists(session: Session) -> bool:
-    engine = session.get_bind()
-    if engine not in _KEYED_ENGINES:
-        if session.execute(_SIGNING_KEY).first() is None:
-            return False
-        _KEYED_ENGINES.add(engine)
-    return True
 
 
 def _confirmation_entries(signup: Signup, states: dict[str, ConsentState],
@@ -366,11 +352,10 @@ def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
     :func:`confirm` reads again under the lock; it uses this only if they did not change.
     Returns None when there is nothing worth preparing (the signup was confirmed, its address
     erased, nothing would be given or withdrawn, or no signing key exists yet, which the
-    locked path creates).
+    locked path creates: a transaction that only reads must not write it).
     """
     subject = signup.subject
-    if signup.confirmed_at is not None or subject.email is None \
-            or not _signing_key_exists(session):
+    if signup.confirmed_at is not None or subject.email is None:
         return None
     now = utcnow()
     # Plain rows and namespaces, not ORM objects: nothing here is written, and building
@@ -397,9 +382,13 @@ def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
                 purpose=purpose, network=network,
                 receipt_id=current.receipt_id if current is not None else None, **values)
     states_after = list(after.values())
-    receipt = receipts.build(session, campaign, subject, now=now, locale=signup.locale,
-                             origin=signup.origin, method="email_confirmation",
-                             states=states_after, gpc=signup.gpc, pending_events=pending)
+    try:
+        receipt = receipts.build(session, campaign, subject, now=now, locale=signup.locale,
+                                 origin=signup.origin, method="email_confirmation",
+                                 states=states_after, gpc=signup.gpc, pending_events=pending,
+                                 create_key=False)
+    except keys.NoSigningKey:
+        return None
     email = mail.receipt_email(campaign, subject, receipt, signup.locale, states_after)
     return PreparedConfirmation(signup.id, now, seen, entries, receipt, email)
 

@@ -126,12 +126,13 @@ def issue(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
 
 def build(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
           origin: str, method: str, states: list[ConsentState], gpc: bool | None = None,
-          pending_events: dict | None = None) -> Receipt:
+          pending_events: dict | None = None, create_key: bool = True) -> Receipt:
     """Sign a receipt of ``states`` (the subject's states once the change is made), superseding
     the subject's last receipt, without writing it (:func:`write` does).
 
     ``pending_events`` are events not written yet, by the ``event_id`` the states give them: the
     ledger prepares a confirmation before it takes the lock (see ``ledger.prepare_confirmation``).
+    With ``create_key=False``, raises keys.NoSigningKey before the first signing key exists.
     """
     states = sorted(states, key=display_order)
     # What is read here was written before this call: a caller's pending ORM changes, if any,
@@ -150,7 +151,7 @@ def build(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
     # The key ring's current signer, which each process keeps for a minute rather than reading
     # the ring under the ledger lock; a key rotated meanwhile stays published, so this receipt
     # verifies whichever of the two signed it.
-    token = keys.sign(session, claims, RECEIPT_TYP)
+    token = keys.sign(session, claims, RECEIPT_TYP, create_key=create_key)
     return Receipt(id=receipt_id, campaign_id=campaign.id, subject_id=subject.id,
                    supersedes=previous, kid=_kid_of(token), jws=token, issued_at=now)
 
@@ -307,8 +308,9 @@ _EVENT_FIELDS = (_EVENTS.c.id, _EVENTS.c.purpose, _EVENTS.c.network, _EVENTS.c.t
                  _EVENTS.c.occurred_at, _EVENTS.c.actor, _EVENTS.c.method, _EVENTS.c.signup_id)
 
 
-_EVENTS_BY_ID = select(*_EVENT_FIELDS).where(_EVENTS.c.campaign_id == bindparam("campaign"),
-                                               _EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+_EVENTS_BY_ID = select(*_EVENT_FIELDS).where(
+    _EVENTS.c.campaign_id == bindparam("campaign"),
+    _EVENTS.c.id.in_(bindparam("ids", expanding=True)))
 # By the index on signup_id: a receipt's cost must not grow with the campaign's ledger.
 _REQUESTS_OF_SIGNUPS = select(*_EVENT_FIELDS).where(
     _EVENTS.c.campaign_id == bindparam("campaign"), _EVENTS.c.type == REQUESTED,

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, update
 
 from consent_widget import chain, db, keys, ledger, receipts
 from consent_widget.models import (Campaign, ConsentEvent, ConsentState, OutboxMessage, Receipt,
-                                   Signup, Subject, utcnow)
+                                   Signup, SigningKey, Subject, utcnow)
 from helpers import confirm, counts, give, sign_up, status
 
 
@@ -285,3 +285,33 @@ def test_nothing_is_prepared_before_the_first_signing_key_exists(app, campaign):
             offered = ledger.offered_notices(session, camp, row)
             assert ledger.prepare_confirmation(session, camp, row, offered) is None
     assert confirm(app, signup)  # the locked path creates the key
+
+
+def test_a_read_begun_before_the_first_key_never_writes_one(app, campaign):
+    # Under load, a confirmation page's read-only transaction may have begun before another
+    # request created the first signing key. On SQLite such a transaction cannot write once
+    # another one has committed: creating the key there answered 500 ("database is locked").
+    first = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    second = sign_up(app, "demo", "ben@example.test", newsletter=True)
+    third = sign_up(app, "demo", "cleo@example.test", newsletter=True)
+    with app.app_context():
+        with db.reading() as session:
+            late = session.scalars(select(Signup).where(Signup.public_id == second)).one()
+            camp = session.get(Campaign, late.campaign_id)
+            offered = ledger.offered_notices(session, camp, late)
+            # Meanwhile another request confirms, creating the key, and a third prepares; then
+            # this process's memory of the signer lapses (its time to live).
+            confirm(app, first)
+            assert prepare(app, third)[1] is not None
+            keys._signers.clear()
+            prepared = ledger.prepare_confirmation(session, camp, late, offered)
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        assert prepared is None  # its snapshot has no key: left to the locked path
+    with app.app_context():
+        with db.transaction() as session:
+            row = session.get(Signup, late.id)
+            receipt = ledger.confirm(session, camp, row, offered=offered, prepared=prepared)
+        assert receipt is not None
+        claims = receipts.verify(db.session(), receipt.jws, receipts.RECEIPT_TYP)
+        assert claims["consentReceiptID"] == receipt.id
+        assert db.session().scalar(select(func.count()).select_from(SigningKey)) == 1
