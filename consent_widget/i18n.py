@@ -6,7 +6,7 @@ campaign's own locale (the view puts it on ``g.campaign_locale``).
 from __future__ import annotations
 
 from flask import g, has_request_context, request
-from flask_babel import Babel
+from flask_babel import Babel, get_locale, get_translations
 
 LOCALES = ("fr", "en")
 DEFAULT_LOCALE = "fr"
@@ -40,3 +40,25 @@ def init_app(app) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     Babel(app, locale_selector=_select_locale)
+    # Flask-Babel's template callables look the catalogue up again for every string, and a
+    # receipt shows forty of them; these look it up once per language and context.
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda string: _translations().ugettext(string),
+        ngettext=lambda singular, plural, n: _translations().ungettext(singular, plural, n),
+        pgettext=lambda context, string: _translations().upgettext(context, string),
+        npgettext=lambda context, singular, plural, n: _translations().unpgettext(
+            context, singular, plural, n),
+        newstyle=True)
+
+
+def _translations():
+    """Flask-Babel's translations for the current locale, remembered on ``g`` with that locale.
+
+    The locale object is compared by identity: ``force_locale`` (an email in the person's
+    language) replaces it, which makes the next lookup fetch the catalogue of the new one.
+    """
+    locale = get_locale()
+    cached = g.get("_translations")
+    if cached is None or cached[0] is not locale:
+        cached = g._translations = (locale, get_translations())
+    return cached[1]

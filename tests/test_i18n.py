@@ -47,3 +47,17 @@ def test_an_explicit_choice_wins_then_the_browser_then_the_campaign():
     assert choose_locale("de", None, "en") == "en"
     assert choose_locale(None, LanguageAccept([("de", 1)]), "en") == "en"
     assert choose_locale(None, None, "xx") == "fr"
+
+
+def test_templates_follow_a_locale_forced_inside_a_request(app):
+    # Templates look their catalogue up once per language (i18n._translations): an email
+    # composed in the person's language inside a request must not keep the page's, nor the
+    # page the email's afterwards.
+    from flask import render_template_string
+    from flask_babel import force_locale
+    template = "{{ _('Newsletter') }}"
+    with app.test_request_context("/?lang=en"):
+        assert render_template_string(template) == "Newsletter"
+        with force_locale("fr"):
+            assert render_template_string(template) == "Lettre d’information"
+        assert render_template_string(template) == "Newsletter"
