@@ -44,6 +44,23 @@ def _reads_only() -> None:
         db.read_only()
 
 
+def _signed(sign) -> str:
+    """``sign(session, create_key=False)`` in this request's read-only transaction.
+
+    Before the first signing key exists, the key is written in a transaction of its own (the
+    request's, begun as a read, could not write on SQLite once another writer committed, as a
+    concurrent first check would), then the request reads afresh and signs with it.
+    """
+    session = db.session()
+    try:
+        return sign(session, create_key=False)
+    except keys.NoSigningKey:
+        with db.writing() as writer:
+            keys.active_key(writer)  # unless a concurrent request made it meanwhile
+        session.commit()  # ends the read: the next one sees the key
+        return sign(session, create_key=False)
+
+
 def _campaign() -> Campaign:
     return db.session().get(Campaign, current_token.campaign_id)
 
@@ -129,8 +146,8 @@ def check():
     answer = _answer(view, purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
                   sub=answer["subject_id"], campaign=current_token.campaign_slug)
-    answer["decision"] = receipts.sign_decision(session, claims)
-    session.commit()  # the first decision may have created the signing key
+    answer["decision"] = _signed(lambda reader, **key: receipts.sign_decision(reader, claims,
+                                                                              **key))
     metrics.count_decisions([view])
     return jsonify(answer)
 
@@ -203,9 +220,7 @@ def check_batch():
     claims = _signed_claims(purpose, network, kind, len(states))
     claims.update(allowed_count=sum(1 for view in states if view.allowed),
                   results_sha256=hashlib.sha256(results).hexdigest())
-    session = db.session()
-    decision = receipts.sign_decision(session, claims)
-    session.commit()  # the first decision may have created the signing key
+    decision = _signed(lambda reader, **key: receipts.sign_decision(reader, claims, **key))
     metrics.count_decisions(states)
     # The results go out as the very bytes that were digested: serialising 10,000 answers a
     # second time would cost as much as looking them up.
@@ -232,9 +247,8 @@ def purge_audit():
                   statement=f"Of {len(entries)} {kind} checked, {len(purge)} have no valid "
                             f"consent to {purpose}{' on ' + network if network else ''} "
                             f"at {issued.isoformat(timespec='seconds')} and must be purged.")
-    session = db.session()
-    statement = keys.sign(session, claims, PURGE_STATEMENT_TYP)
-    session.commit()
+    statement = _signed(lambda reader, **key: keys.sign(reader, claims, PURGE_STATEMENT_TYP,
+                                                          **key))
     return jsonify(purpose=purpose, network=network or None, checked=len(entries),
                    purge=purge, statement=statement)
 

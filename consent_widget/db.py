@@ -145,7 +145,8 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn):
             # A request marked read-only (see read_only()) or a block in reading() takes a
             # deferred BEGIN: in WAL mode readers then never queue behind the write lock.
-            if has_app_context() and (g.get("db_read_only", False) or g.get("db_reading", 0)):
+            if has_app_context() and not g.get("db_writing", False) and (
+                    g.get("db_read_only", False) or g.get("db_reading", 0)):
                 conn.exec_driver_sql("BEGIN")
                 return
             dbapi_connection = conn.connection.dbapi_connection
@@ -217,6 +218,24 @@ def transaction() -> Iterator[Session]:
     except BaseException:
         db_session.rollback()
         raise
+
+
+@contextmanager
+def writing() -> Iterator[Session]:
+    """Run a block in a session and transaction of its own that writes, committed when the block
+    ends, even in a request marked read-only: on SQLite it queues for the write lock.
+
+    For the rare write of a request that otherwise only reads (the first signing key), which
+    its own read transaction could not make once another writer has committed.
+    """
+    db_session = current_app.extensions["consent_db"]()
+    g.db_writing = True
+    try:
+        with db_session.begin():
+            yield db_session
+    finally:
+        g.db_writing = False
+        db_session.close()
 
 
 @contextmanager

@@ -58,18 +58,20 @@ _PII_CATEGORIES = {NEWSLETTER: ["email address"],
 bp = Blueprint("receipts", __name__)
 
 
-def sign_decision(session: Session, claims: dict, now: datetime | None = None) -> str:
+def sign_decision(session: Session, claims: dict, now: datetime | None = None, *,
+                  create_key: bool = True) -> str:
     """Sign a check answer as a decision valid for DECISION_TTL seconds; adds iat, exp and jti.
 
     A registered claim given as None (``sub`` for an unknown email) is left out: RFC 7519 makes
-    it a string, and verifiers such as PyJWT reject the whole token over a null one.
+    it a string, and verifiers such as PyJWT reject the whole token over a null one. With
+    ``create_key=False``, raises keys.NoSigningKey before the first signing key exists.
     """
     issued = int((now or utcnow()).timestamp())
     body = {name: value for name, value in claims.items()
             if not (name in _REGISTERED_CLAIMS and value is None)}
     body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"],
                 jti=str(uuid.uuid4()))
-    return keys.sign(session, body, DECISION_TYP)
+    return keys.sign(session, body, DECISION_TYP, create_key=create_key)
 
 
 def verify(session: Session, token: str, typ: str, *, now: datetime | None = None) -> dict:

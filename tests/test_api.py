@@ -306,3 +306,39 @@ def test_an_ordinary_address_is_found_however_it_is_spelt(app, client, token):
     stranger = check(client, token, email="ana.supporter@example.com", purpose="social_matching",
                      network="facebook").json
     assert stranger["status"] == "unknown"
+
+
+def test_the_first_key_is_written_apart_from_a_check_that_only_reads(app):
+    """A check reads in a transaction that cannot write on SQLite once another writer has
+    committed; the first signing key, which two first checks may both need, is made apart."""
+    from sqlalchemy import func, select
+
+    from consent_widget import api, keys, receipts
+    from consent_widget.models import Campaign, SigningKey
+
+    def decision():
+        return api._signed(lambda reader, **key: receipts.sign_decision(reader, {"q": 1}, **key))
+
+    def key_count():
+        with app.app_context():
+            return db.session().scalar(select(func.count()).select_from(SigningKey))
+
+    with app.test_request_context():
+        db.read_only()
+        db.session().scalar(select(func.count()).select_from(Campaign))  # the read has begun
+        with app.app_context(), db.transaction() as session:
+            made = keys.active_key(session).kid  # meanwhile, another request makes the key
+        keys._signers.clear()  # a process that has not signed since
+        token = decision()
+        claims = receipts.verify(db.session(), token, receipts.DECISION_TYP)
+    assert claims["q"] == 1 and jwt.get_unverified_header(token)["kid"] == made
+    assert key_count() == 1
+
+
+def test_a_check_before_any_key_exists_makes_one(app):
+    from consent_widget import api, keys, receipts
+    keys._signers.clear()
+    with app.test_request_context():
+        db.read_only()
+        token = api._signed(lambda reader, **key: receipts.sign_decision(reader, {"q": 2}, **key))
+        assert receipts.verify(db.session(), token, receipts.DECISION_TYP)["q"] == 2
