@@ -2,8 +2,9 @@
 of each gunicorn worker, in one run on the same machine.
 
 For each database the script migrates an empty database, creates a campaign, serves the app
-with ``gunicorn server:app`` (the project's gunicorn.conf.py, ``--workers`` processes) and then,
-over loopback HTTP with keep-alive connections:
+with ``gunicorn server:app`` (the project's gunicorn.conf.py as deployed: two processes per
+core, four threads each, unless ``--workers`` says otherwise) and then, over loopback HTTP with
+keep-alive connections:
 
 1. submits ``--signups`` widget forms (``POST /w/<slug>``, newsletter and one network ticked),
    each writing three ledger events and queueing a confirmation email;
@@ -12,10 +13,12 @@ over loopback HTTP with keep-alive connections:
 3. on PostgreSQL, sends ``POST /api/v1/consents/check`` for ``--checks`` requests.
 
 A signup counts once both its submission and its confirmation are answered; signups per second
-is their number over the time of both phases. Emails are queued, not sent: no worker runs, and
-the worker is what composes and sends them, so its cost is separate from the request path. The
-resident memory (RSS, and PSS, which splits shared pages between the processes sharing them)
-of each gunicorn worker is read from /proc after the load.
+is their number over the time of both phases. Each phase also prints the workers' CPU time per
+request, which other work on the machine changes less than it changes throughput. Emails are
+queued, not sent: no worker runs, and the worker is what composes and sends them, so its cost
+is separate from the request path. The resident memory (RSS, and PSS, which splits shared
+pages between the processes sharing them) of each gunicorn worker is read from /proc after the
+load.
 
 Run: ``.venv/bin/python bench/bench_signups.py`` (``--postgres URL`` of a server where the
 script may create and drop a database, default the local one; ``--signups N``,
@@ -77,7 +80,7 @@ def prepare(url: str, outbox: str):
 class Server:
     """``gunicorn server:app`` on a loopback port, with the project's gunicorn.conf.py."""
 
-    def __init__(self, url: str, outbox: str, workers: int):
+    def __init__(self, url: str, outbox: str, workers: int | None):
         self.port = free_port()
         env = {**os.environ, "CONSENT_DATABASE_URL": url, "CONSENT_SECRET_KEY": SECRET,
                "CONSENT_BASE_URL": "http://bench.example.org",
@@ -89,9 +92,11 @@ class Server:
                "CONSENT_RATELIMIT_LINKS": "10000000 per minute",
                "CONSENT_RATELIMIT_TOKEN": "10000000 per minute",
                "CONSENT_RATELIMIT_API": "10000000 per minute"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "server:app", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers)], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "gunicorn", "server:app",
+                   "--bind", f"127.0.0.1:{self.port}"]
+        if workers:
+            command += ["--workers", str(workers)]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -106,11 +111,26 @@ class Server:
         """A new keep-alive connection to the server."""
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the workers have used so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self._workers():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # a worker replaced meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    def _workers(self) -> list[str]:
+        pid = self.process.pid
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
     def worker_memory(self) -> list[tuple[int, int]]:
         """(RSS, PSS) in kB of each worker process, read from /proc."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         figures = []
-        for pid in children.read_text().split():
+        for pid in self._workers():
             status = Path(f"/proc/{pid}/status").read_text()
             rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
@@ -132,8 +152,9 @@ def request(connection, method: str, path: str, body: bytes | None = None,
     return response.status, response.read()
 
 
-def run_clients(server: Server, clients: int, jobs: list, make_request) -> float:
-    """Send ``make_request(job)`` for every job from ``clients`` threads; return the seconds."""
+def run_clients(server: Server, clients: int, jobs: list, make_request) -> tuple[float, float]:
+    """Send ``make_request(job)`` for every job from ``clients`` threads; return the seconds and
+    the workers' CPU milliseconds per job."""
     failures = []
 
     def client(mine):
@@ -146,15 +167,16 @@ def run_clients(server: Server, clients: int, jobs: list, make_request) -> float
         connection.close()
 
     threads = [threading.Thread(target=client, args=(jobs[i::clients],)) for i in range(clients)]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), server.cpu_seconds()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / len(jobs)
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
-    return elapsed
+    return elapsed, cpu_ms
 
 
 def submit(connection, state: dict, email: str) -> tuple[int, bytes]:
@@ -165,7 +187,8 @@ def submit(connection, state: dict, email: str) -> tuple[int, bytes]:
         for tag in re.findall(rb"<input\b[^>]*>", page):
             attributes = dict(re.findall(rb'([\w-]+)="([^"]*)"', tag))
             if attributes.get(b"type") == b"hidden":
-                state["fields"][attributes[b"name"].decode()] = attributes.get(b"value", b"").decode()
+                value = attributes.get(b"value", b"").decode()
+                state["fields"][attributes[b"name"].decode()] = value
     form = {**state["fields"], "email": email, "newsletter": "y", "social_matching": "facebook"}
     return request(connection, "POST", "/w/bench", urllib.parse.urlencode(form).encode(),
                    {"Content-Type": "application/x-www-form-urlencoded",
@@ -194,13 +217,14 @@ def bench_signups(name: str, url: str, args, tmp: str) -> dict:
     server = Server(url, outbox, args.workers)
     try:
         emails = [f"bench{i}@example.org" for i in range(args.signups)]
-        submit_seconds = run_clients(server, args.clients, emails, submit)
+        submit_seconds, submit_cpu = run_clients(server, args.clients, emails, submit)
         paths = confirmation_paths(app)
-        confirm_seconds = run_clients(server, args.clients, paths, confirm)
+        confirm_seconds, confirm_cpu = run_clients(server, args.clients, paths, confirm)
         result = {"database": name, "signups": len(paths),
                   "submit_per_s": len(paths) / submit_seconds,
                   "confirm_per_s": len(paths) / confirm_seconds,
-                  "signups_per_s": len(paths) / (submit_seconds + confirm_seconds)}
+                  "signups_per_s": len(paths) / (submit_seconds + confirm_seconds),
+                  "submit_cpu_ms": round(submit_cpu, 2), "confirm_cpu_ms": round(confirm_cpu, 2)}
         if args.checks and name == "postgresql":
             result["checks_per_s"] = bench_checks(app, server, emails, args)
         memory = server.worker_memory()
@@ -229,8 +253,9 @@ def bench_checks(app, server: Server, emails: list[str], args) -> float:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     jobs = [json.dumps({"email": emails[i % len(emails)], "purpose": "social_matching",
                         "network": "facebook"}).encode() for i in range(args.checks)]
-    seconds = run_clients(server, args.clients, jobs, lambda connection, _state, body: request(
-        connection, "POST", "/api/v1/consents/check", body, headers))
+    seconds, _cpu = run_clients(server, args.clients, jobs, lambda connection, _state, body:
+                                request(connection, "POST", "/api/v1/consents/check", body,
+                                        headers))
     return args.checks / seconds
 
 
@@ -255,12 +280,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--signups", type=int, default=1000)
     parser.add_argument("--checks", type=int, default=3000)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn processes (default: gunicorn.conf.py's, 2 per core)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} cores, {args.workers} gunicorn workers, {args.clients} clients, "
+    workers = args.workers or f"{2 * (os.cpu_count() or 1)} (gunicorn.conf.py)"
+    print(f"{os.cpu_count()} cores, {workers} gunicorn workers, {args.clients} clients, "
           f"{args.signups} signups", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,7 +303,8 @@ def main() -> None:
     print("\nsummary")
     for result in results:
         line = (f"  {result['database']:<11} {result['signups_per_s']:7.1f} signups/s "
-                f"(submit {result['submit_per_s']:.1f}/s, confirm {result['confirm_per_s']:.1f}/s)")
+                f"(submit {result['submit_per_s']:.1f}/s, confirm {result['confirm_per_s']:.1f}/s; "
+                f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms)")
         if "checks_per_s" in result:
             line += f", {result['checks_per_s']:.1f} checks/s"
         line += (f"; worker RSS {max(result['worker_rss_mb'])} MB, "
