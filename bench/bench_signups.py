@@ -286,7 +286,9 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    workers = args.workers or f"{2 * (os.cpu_count() or 1)} (gunicorn.conf.py)"
+    workers = args.workers or (f"{os.environ['WEB_CONCURRENCY']} (WEB_CONCURRENCY)"
+                               if os.environ.get("WEB_CONCURRENCY")
+                               else f"{2 * (os.cpu_count() or 1)} (gunicorn.conf.py)")
     print(f"{os.cpu_count()} cores, {workers} gunicorn workers, {args.clients} clients, "
           f"{args.signups} signups", flush=True)
     results = []

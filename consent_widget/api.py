@@ -56,7 +56,9 @@ def _signed(sign) -> str:
         return sign(session, create_key=False)
     except keys.NoSigningKey:
         with db.writing() as writer:
-            keys.active_key(writer)  # unless a concurrent request made it meanwhile
+            # On SQLite, a concurrent first check that made it meanwhile is seen here. On
+            # PostgreSQL both may make one: the newer signs, and both are published.
+            keys.active_key(writer)
         session.commit()  # ends the read: the next one sees the key
         return sign(session, create_key=False)
 
@@ -146,8 +148,8 @@ def check():
     answer = _answer(view, purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
                   sub=answer["subject_id"], campaign=current_token.campaign_slug)
-    answer["decision"] = _signed(lambda reader, **key: receipts.sign_decision(reader, claims,
-                                                                              **key))
+    answer["decision"] = _signed(
+        lambda reader, **key: receipts.sign_decision(reader, claims, **key))
     metrics.count_decisions([view])
     return jsonify(answer)
 
@@ -247,8 +249,8 @@ def purge_audit():
                   statement=f"Of {len(entries)} {kind} checked, {len(purge)} have no valid "
                             f"consent to {purpose}{' on ' + network if network else ''} "
                             f"at {issued.isoformat(timespec='seconds')} and must be purged.")
-    statement = _signed(lambda reader, **key: keys.sign(reader, claims, PURGE_STATEMENT_TYP,
-                                                          **key))
+    statement = _signed(
+        lambda reader, **key: keys.sign(reader, claims, PURGE_STATEMENT_TYP, **key))
     return jsonify(purpose=purpose, network=network or None, checked=len(entries),
                    purge=purge, statement=statement)
 

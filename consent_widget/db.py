@@ -145,7 +145,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn):
             # A request marked read-only (see read_only()) or a block in reading() takes a
             # deferred BEGIN: in WAL mode readers then never queue behind the write lock.
-            if has_app_context() and not g.get("db_writing", False) and (
+            if has_app_context() and not g.get("db_writing", 0) and (
                     g.get("db_read_only", False) or g.get("db_reading", 0)):
                 conn.exec_driver_sql("BEGIN")
                 return
@@ -174,9 +174,9 @@ def _refuse_unstorable_input(exc: DataError):
 def read_only() -> None:
     """Declare that this request only reads: on SQLite its transactions start deferred.
 
-    A write in such a request still works (SQLite upgrades the transaction) unless another
-    writer committed since its first read, in which case it fails; so only requests whose
-    writes are exceptional (the first signing key) may use it.
+    A write in such a request's own transaction fails on SQLite once another writer has
+    committed since its first read; so only requests whose writes are exceptional (the first
+    signing key) may use it, and they make those writes in :func:`writing`.
     """
     g.db_read_only = True
 
@@ -226,15 +226,19 @@ def writing() -> Iterator[Session]:
     ends, even in a request marked read-only: on SQLite it queues for the write lock.
 
     For the rare write of a request that otherwise only reads (the first signing key), which
-    its own read transaction could not make once another writer has committed.
+    its own read transaction could not make once another writer has committed. Enter it with no
+    write transaction open in this thread: on SQLite it would wait for that one's lock. While
+    it runs, any transaction the context begins is a write one.
     """
+    if _locks_held_by_this_thread()[0]:
+        raise RuntimeError("db.writing() entered while this thread holds the write lock")
     db_session = current_app.extensions["consent_db"]()
-    g.db_writing = True
+    g.db_writing = g.get("db_writing", 0) + 1
     try:
         with db_session.begin():
             yield db_session
     finally:
-        g.db_writing = False
+        g.db_writing -= 1
         db_session.close()
 
 

@@ -5,7 +5,7 @@ campaign's own locale (the view puts it on ``g.campaign_locale``).
 """
 from __future__ import annotations
 
-from flask import g, has_request_context, request
+from flask import g, has_app_context, has_request_context, request
 from flask_babel import Babel, get_locale, get_translations
 
 LOCALES = ("fr", "en")
@@ -57,6 +57,8 @@ def _translations():
     The locale object is compared by identity: ``force_locale`` (an email in the person's
     language) replaces it, which makes the next lookup fetch the catalogue of the new one.
     """
+    if not has_app_context():
+        return get_translations()  # Flask-Babel's empty translations: the strings as written
     locale = get_locale()
     cached = g.get("_translations")
     if cached is None or cached[0] is not locale:

@@ -342,3 +342,30 @@ def test_a_check_before_any_key_exists_makes_one(app):
         db.read_only()
         token = api._signed(lambda reader, **key: receipts.sign_decision(reader, {"q": 2}, **key))
         assert receipts.verify(db.session(), token, receipts.DECISION_TYP)["q"] == 2
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)  # the write lock is SQLite's
+def test_a_read_only_request_writes_apart_under_the_write_lock_and_reads_on(app):
+    """db.writing() takes the write lock for its own transaction only: the request's later
+    transactions begin as reads again, and a thread holding the lock is told at once rather
+    than left waiting for itself."""
+    from sqlalchemy import select
+
+    from consent_widget.models import Campaign
+
+    def holds_lock(session) -> bool:
+        return session.connection().connection.dbapi_connection._holds_lock
+
+    with app.test_request_context():
+        db.read_only()
+        with db.writing() as writer:
+            assert holds_lock(writer)
+        session = db.session()
+        session.scalars(select(Campaign)).all()
+        assert not holds_lock(session)
+    with app.app_context():
+        with db.transaction() as session:
+            assert holds_lock(session)
+            with pytest.raises(RuntimeError, match="holds the write lock"):
+                with db.writing():
+                    pass

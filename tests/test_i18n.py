@@ -61,3 +61,7 @@ def test_templates_follow_a_locale_forced_inside_a_request(app):
         with force_locale("fr"):
             assert render_template_string(template) == "Lettre d’information"
         assert render_template_string(template) == "Newsletter"
+
+
+def test_templates_outside_an_app_context_show_the_strings_as_written(app):
+    assert app.jinja_env.from_string("{{ _('Newsletter') }}").render() == "Newsletter"

@@ -502,3 +502,17 @@ def test_a_receipt_after_withdrawing_everything_lists_what_ended(app, client, ca
     assert all(t.startswith("consent withdrawn on ") for t in services.values())
     assert {s["status"] for s in claims["ext"]["states"]} >= {"withdrawn"}
     assert claims["ext"]["gpc"] is False and claims["ext"]["storageLocations"]
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)  # SQLite plans without statistics
+def test_the_requests_a_receipt_names_are_found_by_signup_not_by_scanning_the_ledger(app):
+    # A person who signed up twice has given consents from two signups: the read of their
+    # requests must use the signup index however many signups it names.
+    from consent_widget.receipts import _REQUESTS_OF_SIGNUPS
+    with app.app_context():
+        connection = db.session().connection()
+        sql = str(_REQUESTS_OF_SIGNUPS.params(signups=[1, 2, 3]).compile(
+            connection, compile_kwargs={"literal_binds": True}))
+        plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert any("ix_consent_events_signup_id" in step for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
