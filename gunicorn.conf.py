@@ -11,12 +11,20 @@ import os
 # Behind a TLS reverse proxy on the same host: listen on loopback only.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 
-# Requests spend most of their time waiting on the database, so a few threads per process keep a
-# core busy; processes give the parallelism. Each process needs one database connection per
-# thread, so workers * threads must stay under the database's connection limit.
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+# The defaults depend on the database (bench/bench_signups.py measured both ways on each):
+# - SQLite: a request never waits on the network, and writes take turns on one lock. One
+#   single-threaded process per core keeps the cores busy; threads in a process only contend
+#   for Python's interpreter lock, which made signups a quarter slower.
+# - A database server: requests wait for its answers, and a few threads per process overlap
+#   those waits more cheaply than more processes would (checks were a quarter faster).
+# The reverse proxy buffers requests and answers (docs/deploy.md), so a single-threaded worker
+# is never held by a slow client. Each process needs one database connection per thread:
+# workers * threads must stay under the database's connection limit.
+_ON_SQLITE = os.environ.get("CONSENT_DATABASE_URL", "sqlite").startswith("sqlite")
+workers = int(os.environ.get("WEB_CONCURRENCY",
+                             multiprocessing.cpu_count() * (1 if _ON_SQLITE else 2)))
+threads = int(os.environ.get("GUNICORN_THREADS", 1 if _ON_SQLITE else 4))
+worker_class = "sync" if threads == 1 else "gthread"
 
 # The app is built once in the master and the workers are forked from it, sharing its memory
 # pages until they write to them. create_app opens no connection, so no socket is shared.
@@ -28,6 +36,7 @@ preload_app = True
 timeout = 30
 # SIGTERM lets running requests finish for this long before the workers are killed.
 graceful_timeout = 30
+# With threads: how long an idle connection of the proxy is kept open (ignored without).
 keepalive = 5
 
 # Replace each worker after about this many requests, so that a slow leak never grows without

@@ -2,9 +2,9 @@
 of each gunicorn worker, in one run on the same machine.
 
 For each database the script migrates an empty database, creates a campaign, serves the app
-with ``gunicorn server:app`` (the project's gunicorn.conf.py as deployed: two processes per
-core, four threads each, unless ``--workers`` says otherwise) and then, over loopback HTTP with
-keep-alive connections:
+with ``gunicorn server:app`` (the project's gunicorn.conf.py as deployed, whose defaults depend
+on the database, unless ``--workers`` says otherwise) and then, over loopback HTTP with
+keep-alive connections (a worker without threads closes them after each answer):
 
 1. submits ``--signups`` widget forms (``POST /w/<slug>``, newsletter and one network ticked),
    each writing three ledger events and queueing a confirmation email;
@@ -286,9 +286,7 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    workers = args.workers or (f"{os.environ['WEB_CONCURRENCY']} (WEB_CONCURRENCY)"
-                               if os.environ.get("WEB_CONCURRENCY")
-                               else f"{2 * (os.cpu_count() or 1)} (gunicorn.conf.py)")
+    workers = args.workers or "gunicorn.conf.py's"
     print(f"{os.cpu_count()} cores, {workers} gunicorn workers, {args.clients} clients, "
           f"{args.signups} signups", flush=True)
     results = []
@@ -309,7 +307,8 @@ def main() -> None:
                 f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms)")
         if "checks_per_s" in result:
             line += f", {result['checks_per_s']:.1f} checks/s"
-        line += (f"; worker RSS {max(result['worker_rss_mb'])} MB, "
+        line += (f"; {len(result['worker_rss_mb'])} workers, "
+                 f"RSS {max(result['worker_rss_mb'])} MB, "
                  f"PSS {max(result['worker_pss_mb'])} MB")
         print(line)
     print("  targets: >= 300 signups/s on SQLite on two cores; < 100 MB resident per worker")

@@ -42,3 +42,29 @@ def test_the_app_refuses_to_start_in_production_with_the_development_secret(monk
 def test_a_decision_may_not_live_longer_than_five_minutes():
     with pytest.raises(RuntimeError, match="300"):
         create_app({"SECRET_KEY": "k", "DECISION_TTL": 301})
+
+
+@pytest.mark.parametrize("database, threads, worker_class, per_core", [
+    (None, 1, "sync", 1),
+    ("sqlite:////srv/consent/consent.sqlite3", 1, "sync", 1),
+    ("postgresql+psycopg://consent@db.internal/consent", 4, "gthread", 2),
+])
+def test_gunicorn_settings_follow_the_database(monkeypatch, database, threads, worker_class,
+                                               per_core):
+    """Single-threaded processes, one per core, on SQLite; threads with a database server."""
+    import multiprocessing
+    import runpy
+    from pathlib import Path
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "CONSENT_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    if database:
+        monkeypatch.setenv("CONSENT_DATABASE_URL", database)
+    config = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+    settings = runpy.run_path(str(config))
+    assert (settings["threads"], settings["worker_class"]) == (threads, worker_class)
+    assert settings["workers"] == per_core * multiprocessing.cpu_count()
+    monkeypatch.setenv("WEB_CONCURRENCY", "7")
+    monkeypatch.setenv("GUNICORN_THREADS", "3")
+    settings = runpy.run_path(str(config))
+    assert (settings["workers"], settings["threads"], settings["worker_class"]) == (
+        7, 3, "gthread")

@@ -75,7 +75,7 @@ class Stack:
     def start(self) -> None:
         self.starts += 1
         commands = [[sys.executable, "-m", "gunicorn", "server:app", "--bind",
-                     f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "2"]]
+                     f"127.0.0.1:{self.port}", "--workers", "2"]]
         commands += [[sys.executable, "-c", WORKER]] * 2
         for index, command in enumerate(commands):
             log = open(self.logs / f"process{index}.start{self.starts}.log", "wb")
