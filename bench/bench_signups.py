@@ -28,6 +28,7 @@ of the test suite: figures depend on the machine and on what else runs on it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import http.client
 import json
@@ -38,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -152,26 +152,72 @@ def request(connection, method: str, path: str, body: bytes | None = None,
     return response.status, response.read()
 
 
+class Connection:
+    """A keep-alive HTTP/1.1 connection of the asyncio client, opened again when the server
+    closes it (a worker without threads closes after each answer, as it would for a proxy).
+
+    One event loop drives every connection of a run, as a reverse proxy does: a client of one
+    thread per connection would compete for Python's interpreter lock and answer the server's
+    close late, which a single-threaded worker waits for.
+    """
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict | None = None) -> tuple[int, bytes]:
+        """Send one request and read its answer; returns (status, body)."""
+        reused = self.writer is not None
+        if not reused:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        lines = [f"{method} {path} HTTP/1.1", "Host: bench.example.org",
+                 f"Content-Length: {len(body)}",
+                 *(f"{name}: {value}" for name, value in (headers or {}).items())]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        status_line = await self.reader.readline()
+        if not status_line and reused:  # the server closed it while idle: open another
+            self.close()
+            return await self.request(method, path, body, headers)
+        status = int(status_line.split()[1])
+        length, closing = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                closing = True
+        answer = await self.reader.readexactly(length)
+        if closing:
+            self.close()
+        return status, answer
+
+    def close(self) -> None:
+        """Close the connection, if open."""
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
 def run_clients(server: Server, clients: int, jobs: list, make_request) -> tuple[float, float]:
-    """Send ``make_request(job)`` for every job from ``clients`` threads; return the seconds and
-    the workers' CPU milliseconds per job."""
+    """Send ``await make_request(connection, state, job)`` for every job from ``clients``
+    connections at once; return the seconds and the workers' CPU milliseconds per job."""
     failures = []
 
-    def client(mine):
-        connection = server.connection()
-        state = {}
+    async def client(mine):
+        connection, state = Connection(server.port), {}
         for job in mine:
-            status, body = make_request(connection, state, job)
+            status, body = await make_request(connection, state, job)
             if not 200 <= status < 300:
                 failures.append((status, body[:200]))
         connection.close()
 
-    threads = [threading.Thread(target=client, args=(jobs[i::clients],)) for i in range(clients)]
+    async def everyone():
+        await asyncio.gather(*(client(jobs[i::clients]) for i in range(clients)))
+
     started, cpu_before = time.perf_counter(), server.cpu_seconds()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(everyone())
     elapsed = time.perf_counter() - started
     cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / len(jobs)
     if failures:
@@ -179,10 +225,10 @@ def run_clients(server: Server, clients: int, jobs: list, make_request) -> tuple
     return elapsed, cpu_ms
 
 
-def submit(connection, state: dict, email: str) -> tuple[int, bytes]:
-    """Submit the widget form for ``email`` (the page is loaded once per connection)."""
+async def submit(connection: Connection, state: dict, email: str) -> tuple[int, bytes]:
+    """Submit the widget form for ``email`` (the page is loaded once per client)."""
     if "fields" not in state:
-        _, page = request(connection, "GET", "/w/bench")
+        _, page = await connection.request("GET", "/w/bench")
         state["fields"] = {}
         for tag in re.findall(rb"<input\b[^>]*>", page):
             attributes = dict(re.findall(rb'([\w-]+)="([^"]*)"', tag))
@@ -190,15 +236,15 @@ def submit(connection, state: dict, email: str) -> tuple[int, bytes]:
                 value = attributes.get(b"value", b"").decode()
                 state["fields"][attributes[b"name"].decode()] = value
     form = {**state["fields"], "email": email, "newsletter": "y", "social_matching": "facebook"}
-    return request(connection, "POST", "/w/bench", urllib.parse.urlencode(form).encode(),
-                   {"Content-Type": "application/x-www-form-urlencoded",
-                    "Accept": "application/json"})
+    return await connection.request("POST", "/w/bench", urllib.parse.urlencode(form).encode(),
+                                    {"Content-Type": "application/x-www-form-urlencoded",
+                                     "Accept": "application/json"})
 
 
-def confirm(connection, _state: dict, path: str) -> tuple[int, bytes]:
+async def confirm(connection: Connection, _state: dict, path: str) -> tuple[int, bytes]:
     """Press Confirm on a confirmation page."""
-    return request(connection, "POST", path, b"",
-                   {"Content-Type": "application/x-www-form-urlencoded"})
+    return await connection.request("POST", path, b"",
+                                    {"Content-Type": "application/x-www-form-urlencoded"})
 
 
 def confirmation_paths(app) -> list[str]:
@@ -253,9 +299,11 @@ def bench_checks(app, server: Server, emails: list[str], args) -> float:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     jobs = [json.dumps({"email": emails[i % len(emails)], "purpose": "social_matching",
                         "network": "facebook"}).encode() for i in range(args.checks)]
-    seconds, _cpu = run_clients(server, args.clients, jobs, lambda connection, _state, body:
-                                request(connection, "POST", "/api/v1/consents/check", body,
-                                        headers))
+
+    async def check(connection: Connection, _state: dict, body: bytes) -> tuple[int, bytes]:
+        return await connection.request("POST", "/api/v1/consents/check", body, headers)
+
+    seconds, _cpu = run_clients(server, args.clients, jobs, check)
     return args.checks / seconds
 
 
