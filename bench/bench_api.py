@@ -46,6 +46,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import gunicorn_workers  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-key-not-for-production"
 LOOKUP_KEY = "bench-lookup-key"
@@ -188,21 +190,8 @@ def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subproce
 
 
 def cpu_seconds(server: subprocess.Popen) -> float:
-    """CPU time (user + system) used so far by the workers of a gunicorn master.
-
-    Divided by the requests served, it is the server's cost per request, which other work on
-    the machine does not change the way it changes throughput.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-    for pid in children:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # a worker replaced meanwhile
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    """CPU time (user + system) used so far by the workers of a gunicorn master."""
+    return gunicorn_workers.cpu_seconds(server.pid)
 
 
 def token(port: int, client: dict) -> str:

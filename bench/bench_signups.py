@@ -53,6 +53,8 @@ from consent_widget import create_app, db, migrate, oauth, urls  # noqa: E402
 from consent_widget.campaigns import create_campaign  # noqa: E402
 from consent_widget.models import Campaign, Signup  # noqa: E402
 
+import gunicorn_workers  # noqa: E402  (beside this script)
+
 SECRET = secrets.token_urlsafe(32)
 
 
@@ -113,24 +115,12 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the workers have used so far."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self._workers():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:  # a worker replaced meanwhile
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
-
-    def _workers(self) -> list[str]:
-        pid = self.process.pid
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return gunicorn_workers.cpu_seconds(self.process.pid)
 
     def worker_memory(self) -> list[tuple[int, int]]:
         """(RSS, PSS) in kB of each worker process, read from /proc."""
         figures = []
-        for pid in self._workers():
+        for pid in gunicorn_workers.worker_pids(self.process.pid):
             status = Path(f"/proc/{pid}/status").read_text()
             rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
