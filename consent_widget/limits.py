@@ -25,7 +25,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db, widget
+from . import counters, db, widget
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise
 from .models import OAuthClient, OAuthToken
 from .widget import MAX_BODY_BYTES
@@ -193,6 +193,9 @@ def init_app(app) -> None:
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
     storage = app.config["RATELIMIT_STORAGE_URL"]
+    if storage == "memory://":
+        # This process's counters, without the thread limits' own memory storage runs.
+        storage = f"{counters.SCHEME}://"
     # A Redis that stops answering must cost a request a second at most, not hang it.
     options = {"socket_connect_timeout": 1, "socket_timeout": 1} if storage.startswith(
         ("redis://", "rediss://", "redis+unix://")) else {}

@@ -1,0 +1,60 @@
+"""The in-process rate-limit counters (consent_widget.counters) behind ``memory://``."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from consent_widget import counters
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A clock the test moves by hand."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(counters.time, "time", lambda: now[0])
+    return now
+
+
+def test_a_window_counts_until_it_expires_then_starts_again(clock):
+    store = counters.ProcessCounters()
+    assert [store.incr("ip", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.get("ip") == 3 and store.get_expiry("ip") == clock[0] + 60
+    clock[0] += 59.9
+    assert store.get("ip") == 3
+    clock[0] += 0.1  # the window has ended: nothing counts, whether swept or not
+    assert store.get("ip") == 0
+    assert store.incr("ip", 60, amount=2) == 2
+    assert store.get_expiry("ip") == clock[0] + 60
+
+
+def test_expired_counters_are_swept_without_a_thread(clock):
+    threads = threading.active_count()
+    store = counters.ProcessCounters()
+    for n in range(1000):
+        store.incr(f"email-{n}", 3600)
+    store.incr("ip", 60)
+    clock[0] += 61
+    store.incr("other", 60)  # a sweep is due: the minute's counter goes, the hour's stay
+    assert len(store) == 1001 and store.get("ip") == 0 and store.get("email-5") == 1
+    clock[0] += 3600
+    store.incr("other", 60)
+    assert len(store) == 1
+    assert threading.active_count() == threads
+
+
+def test_clear_and_reset_forget_counters(clock):
+    store = counters.ProcessCounters()
+    store.incr("a", 60)
+    store.incr("b", 3600)
+    store.clear("a")
+    assert store.get("a") == 0 and store.incr("a", 60) == 1
+    assert store.reset() == 2 and len(store) == 0 and store.get("b") == 0
+
+
+def test_the_app_counts_in_this_process_with_them_by_default(app, client):
+    from flask_limiter import Limiter
+    assert app.config["RATELIMIT_STORAGE_URL"] == "memory://"
+    client.post("/oauth/token", data={"grant_type": "client_credentials"})  # a limited route
+    limiter = next(ext for ext in app.extensions.values() if isinstance(ext, Limiter))
+    assert isinstance(limiter.storage, counters.ProcessCounters) and len(limiter.storage) == 1
