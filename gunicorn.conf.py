@@ -40,9 +40,11 @@ graceful_timeout = 30
 keepalive = 5
 
 # Replace each worker after about this many requests, so that a slow leak never grows without
-# bound; the jitter keeps the workers from restarting all at once.
-max_requests = 10000
-max_requests_jitter = 1000
+# bound; the jitter keeps the workers from restarting all at once. A replaced worker starts its
+# in-memory rate-limit counters again: at a few hundred requests a second this is every few
+# minutes per worker, rather than every half minute with 10,000.
+max_requests = 100000
+max_requests_jitter = 10000
 
 # Trust X-Forwarded-Proto (https) only from the reverse proxy on this host.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

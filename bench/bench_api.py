@@ -4,8 +4,8 @@ In one run, on loopback:
 
 1. builds an SQLite database of 1,000,000 subjects (half given Facebook matching, a quarter
    withdrawn, a quarter never asked) with bulk inserts of precomputed rows;
-2. serves the app with gunicorn, and with the same gunicorn settings (those of the project's
-   gunicorn.conf.py) a minimal Flask route (a JSON answer, nothing else) and a "floor" route
+2. serves the app with gunicorn, and with the same gunicorn settings (threaded workers,
+   preloaded, keep-alive: ``--workers`` and ``--threads``) a minimal Flask route (a JSON answer, nothing else) and a "floor" route
    that does only what any check must (a Flask-Limiter limit, two indexed SQLite reads through
    SQLAlchemy, the bearer token's and the subject's, and one Ed25519 JWS), which bounds what
    the real check can reach;
@@ -165,9 +165,9 @@ def populate(database: Path, subjects: int, env: dict) -> dict:
 def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subprocess.Popen:
     """Start gunicorn on loopback with the given settings and wait until it accepts connections.
 
-    Both apps get exactly these settings, those of the project's gunicorn.conf.py (gthread
-    workers, preloaded app, keep-alive); an empty config file keeps gunicorn from reading any
-    other.
+    Both apps get exactly these settings (gthread workers, preloaded app, keep-alive), the
+    project's too: its gunicorn.conf.py would pick single-threaded workers on SQLite. An empty
+    config file keeps gunicorn from reading any other.
     """
     empty_config = module_dir / "bench_gunicorn.conf.py" if module_dir != ROOT else None
     config = Path(tempfile.mkstemp(suffix=".conf.py")[1]) if empty_config is None else empty_config

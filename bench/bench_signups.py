@@ -166,10 +166,15 @@ class Connection:
                  f"Content-Length: {len(body)}",
                  *(f"{name}: {value}" for name, value in (headers or {}).items())]
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        status_line = await self.reader.readline()
+        try:
+            status_line = await self.reader.readline()
+        except ConnectionError:
+            status_line = b""
         if not status_line and reused:  # the server closed it while idle: open another
             self.close()
             return await self.request(method, path, body, headers)
+        if not status_line:
+            raise ConnectionError(f"no answer to {method} {path}")
         status = int(status_line.split()[1])
         length, closing = 0, False
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
@@ -178,6 +183,8 @@ class Connection:
                 length = int(value)
             elif name.lower() == "connection" and value.strip().lower() == "close":
                 closing = True
+            elif name.lower() == "transfer-encoding":  # the app's answers all have a length
+                raise ValueError(f"{method} {path} answered with Transfer-Encoding {value}")
         answer = await self.reader.readexactly(length)
         if closing:
             self.close()
@@ -319,7 +326,7 @@ def main() -> None:
     parser.add_argument("--signups", type=int, default=1000)
     parser.add_argument("--checks", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn processes (default: gunicorn.conf.py's, 2 per core)")
+                        help="gunicorn processes (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")

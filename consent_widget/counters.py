@@ -43,8 +43,8 @@ class ProcessCounters(Storage):
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add ``amount`` to the counter of ``key``, starting a window of ``expiry`` seconds
         when it has none running; return the new count."""
-        now = time.time()
         with self._lock:
+            now = time.time()  # under the lock: counters of one window start in time order
             if now >= self._next_sweep:
                 self._sweep(now)
             if self._expiries.get(key, 0.0) <= now:
@@ -64,7 +64,8 @@ class ProcessCounters(Storage):
     def get_expiry(self, key: str) -> float:
         """When the window of ``key`` ends (now when none runs), in seconds since the epoch."""
         with self._lock:
-            return self._expiries.get(key, time.time())
+            now = time.time()
+            return max(self._expiries.get(key, now), now)
 
     def check(self) -> bool:
         """Always reachable: the counters are in this process."""
@@ -84,8 +85,10 @@ class ProcessCounters(Storage):
         with self._lock:
             self._forget(key)
 
-    def __len__(self) -> int:
-        return len(self._counts)
+    def count(self) -> int:
+        """How many counters are kept (Flask-Limiter tests a storage's truth: no ``__len__``)."""
+        with self._lock:
+            return len(self._counts)
 
     def _forget(self, key: str) -> None:
         expires = self._expiries.pop(key, None)

@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from consent_widget import db, ledger, mail, urls
@@ -198,6 +199,18 @@ def stream(stack: Stack, base: str, manage_paths: dict):
 
 
 def test_every_acknowledged_request_and_queued_email_survives_sigkill(app, smtp_server, tmp_path):
+    """With gunicorn.conf.py's workers: single-threaded on SQLite, threaded on PostgreSQL."""
+    survives_sigkill(app, smtp_server, tmp_path, {})
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)
+def test_threaded_workers_on_sqlite_survive_sigkill_too(app, smtp_server, tmp_path):
+    survives_sigkill(app, smtp_server, tmp_path, {"GUNICORN_THREADS": "2"})
+
+
+def survives_sigkill(app, smtp_server, tmp_path, gunicorn_env: dict) -> None:
+    """Stream signups and withdrawals at gunicorn and workers, SIGKILL them all mid-stream,
+    restart them, and check that nothing acknowledged or queued was lost or sent twice."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     # Supporters who gave consent earlier and withdraw during the stream, by their manage link.
@@ -224,7 +237,7 @@ def test_every_acknowledged_request_and_queued_email_survives_sigkill(app, smtp_
            "CONSENT_OUTBOX_BACKOFF_BASE": "1",
            # The stream comes from one address; the limits are not what is tested here.
            "CONSENT_RATELIMIT_SIGNUP_PER_IP": "100000 per minute",
-           "CONSENT_RATELIMIT_LINKS": "100000 per minute"}
+           "CONSENT_RATELIMIT_LINKS": "100000 per minute", **gunicorn_env}
     stack = Stack(env, port, tmp_path)
     try:
         killed_at, acknowledged, failures, resent, statuses = stream(stack, base, manage_paths)
