@@ -72,12 +72,13 @@ def widget_form(client, email: str, path: str = "/w/demo") -> dict:
     return {**fields, "email": email, "newsletter": "y"}
 
 
-def withdraw_matching(app, slug: str, email: str, network: str | None = None):
-    """Withdraw social matching (one network, or all) as the manage page would."""
-    from consent_widget.emails import lookup_key as key_of
+def withdraw(app, slug: str, email: str, purpose: str | None = None,
+             network: str | None = None, *, locale: str = "fr", now=None):
+    """Withdraw the person's consents matching ``purpose`` and ``network`` (None: any) as the
+    manage page would; return the new receipt, or None when nothing was given."""
     with app.app_context():
         with db.transaction() as session:
             campaign = session.scalars(select(Campaign).where(Campaign.slug == slug)).one()
-            subject = ledger.find_subject(session, campaign, email, key_of(app.config))
-            return ledger.withdraw(session, campaign, subject, "social_matching", network,
-                                   method="manage_page", locale="fr")
+            subject = ledger.find_subject(session, campaign, email, lookup_key(app.config))
+            return ledger.withdraw(session, campaign, subject, purpose, network,
+                                   method="manage_page", locale=locale, now=now)

@@ -10,7 +10,8 @@ import pytest
 from consent_widget import db, emails
 from consent_widget.emails import InvalidEmail, normalise
 from conftest import run_json
-from helpers import counts, give, sign_up, withdraw_matching
+from helpers import counts, give, sign_up
+from helpers import withdraw as withdraw_consents
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def post(client, token, path, body=None, **kwargs):
 
 
 def withdraw(app, email, network=None):
-    return withdraw_matching(app, "demo", email, network)
+    return withdraw_consents(app, "demo", email, "social_matching", network)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from sqlalchemy import delete, func, select, update
 
 from consent_widget import chain, db, keys, ledger, receipts
 from consent_widget.models import (Campaign, ConsentEvent, ConsentState, OutboxMessage, Receipt,
-                                   Signup, SigningKey, Subject, utcnow)
-from helpers import confirm, counts, give, sign_up, status
+                                   Signup, SigningKey, utcnow)
+from helpers import confirm, counts, give, sign_up, status, withdraw
 
 
 def verify(app, slug="demo"):
@@ -90,12 +90,7 @@ def test_only_the_newest_pending_signup_can_be_confirmed(app, campaign):
 
 def test_withdrawal_takes_effect_at_once_and_only_for_what_was_named(app, campaign):
     give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook", "linkedin"])
-    with app.app_context():
-        with db.transaction() as session:
-            camp = session.get(Campaign, campaign.id)
-            subject = session.scalars(select(Subject)).one()
-            receipt = ledger.withdraw(session, camp, subject, "social_matching", "facebook",
-                                      method="manage_page", locale="fr")
+    receipt = withdraw(app, "demo", "ana@example.test", "social_matching", "facebook")
     assert receipt is not None and receipt.supersedes
     assert status(app, "demo", "ana@example.test", "social_matching", "facebook") == "withdrawn"
     assert status(app, "demo", "ana@example.test", "social_matching", "linkedin") == "given"
@@ -238,12 +233,7 @@ def test_a_prepared_confirmation_is_worked_out_again_when_the_states_moved(app, 
     signup_id, prepared = prepare(app, sign_up(app, "demo", "ana@example.test",
                                                networks=["facebook"]))
     assert prepared.receipt.supersedes == first
-    with app.app_context():
-        with db.transaction() as session:
-            camp = session.get(Campaign, campaign.id)
-            subject = session.scalars(select(Subject)).one()
-            withdrawal = ledger.withdraw(session, camp, subject, "newsletter", "",
-                                         method="manage_page", locale="fr")
+    withdrawal = withdraw(app, "demo", "ana@example.test", "newsletter", "")
     receipt = confirm_prepared(app, signup_id, prepared)
     assert receipt.id != prepared.receipt.id and receipt.supersedes == withdrawal.id
     with app.app_context():

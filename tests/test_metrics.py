@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 
 from consent_widget import db, ledger, outbox, urls
 from consent_widget.cli import main
-from consent_widget.models import Campaign, OutboxMessage, Signup, Subject
-from helpers import confirm, give, sign_up
+from consent_widget.models import Campaign, OutboxMessage, Signup
+from helpers import confirm, give, sign_up, withdraw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,11 +58,7 @@ def test_signups_confirmations_and_withdrawals_are_counted(app, campaign):
     assert value("consent_signups_total") == signups + 1
     confirm(app, signup)
     assert value("consent_confirmations_total") == confirmations + 1
-    with app.app_context(), db.transaction() as session:
-        campaign_row = session.scalars(select(Campaign)).one()
-        subject = session.scalars(select(Subject)).one()
-        ledger.withdraw(session, campaign_row, subject, "social_matching", "facebook",
-                        method="manage_page", locale="fr")
+    withdraw(app, "demo", "ana@example.test", "social_matching", "facebook")
     assert value("consent_withdrawals_total", purpose="social_matching") == withdrawn + 1
 
 

@@ -76,3 +76,19 @@ def test_serving_and_the_readiness_probe_do_not_import_alembic(app, app_config):
     result = subprocess.run([sys.executable, "-c", SERVE_AND_PROBE, json.dumps(config)],
                             capture_output=True, text=True, check=True, cwd=ROOT)
     assert json.loads(result.stdout) == {"migrations": "ok", "loaded": []}
+
+
+def test_an_index_built_beforehand_as_deploy_md_says_lets_the_migration_go_on(app):
+    # docs/deploy.md: on a large PostgreSQL ledger, build the signup index CONCURRENTLY before
+    # `db upgrade`; the migration must then find it rather than fail on a duplicate.
+    from sqlalchemy import inspect, text
+    with app.app_context():
+        engine = db.engine()
+        migrate.downgrade(engine, "5b2e7d41c9a8")
+        with engine.begin() as connection:
+            connection.execute(text("CREATE INDEX ix_consent_events_signup_id "
+                                    "ON consent_events (signup_id)"))
+        migrate.upgrade(engine)
+        assert migrate.current(engine) == migrate.head()
+        names = {index["name"] for index in inspect(engine).get_indexes("consent_events")}
+    assert "ix_consent_events_signup_id" in names

@@ -24,6 +24,7 @@ from conftest import run_json
 from consent_widget import campaigns, db, keys, ledger, mail, notices, receipts
 from consent_widget.emails import lookup_key
 from consent_widget.models import ConsentState, Notice, Receipt, SigningKey, utcnow
+from helpers import withdraw as withdraw_consents
 
 EMAIL = "ana.supporter@example.test"
 ORIGIN = "https://marie2027.test"
@@ -60,12 +61,7 @@ def give(app, newsletter=False, networks=(), locale="en", now=None) -> str:
 
 def withdraw(app, purpose=None, network=None, now=None) -> str:
     """Withdraw EMAIL's matching consents from the manage page; return the new receipt id."""
-    with app.app_context():
-        with db.transaction() as session:
-            campaign = campaigns.by_slug(session, "demo")
-            subject = ledger.find_subject(session, campaign, EMAIL, lookup_key(app.config))
-            return ledger.withdraw(session, campaign, subject, purpose, network,
-                                   method="manage_page", locale="en", now=now).id
+    return withdraw_consents(app, "demo", EMAIL, purpose, network, locale="en", now=now).id
 
 
 def stored(app, receipt_id: str) -> Receipt:

@@ -15,7 +15,8 @@ from consent_widget import db, events, ledger, outbox, webhooks
 from consent_widget.models import (Campaign, OutboxMessage, Receipt, Subject, WebhookEndpoint,
                                    utcnow)
 from conftest import run_json
-from helpers import give, sign_up, withdraw_matching
+from helpers import give, sign_up
+from helpers import withdraw as withdraw_consents
 from webhook_receiver import Receiver
 
 
@@ -43,7 +44,7 @@ def webhook_rows(app):
 
 
 def withdraw(app, email, network=None):
-    return withdraw_matching(app, "demo", email, network)
+    return withdraw_consents(app, "demo", email, "social_matching", network)
 
 
 def deliver_until_idle(app, now, horizon=timedelta(days=4)):
