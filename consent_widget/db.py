@@ -16,7 +16,7 @@ from typing import Iterator
 from flask import current_app, g, has_app_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import BadRequest
 
@@ -117,6 +117,18 @@ def _lock_path(url: str) -> str | None:
     return os.path.abspath(database) + "-writer.lock"
 
 
+def _begin(dbapi_connection: sqlite3.Connection, statement: str) -> None:
+    """Start a transaction on the driver's connection, failing as a SQLAlchemy statement would.
+
+    The statement goes to the driver directly rather than through SQLAlchemy's execution, whose
+    cost every transaction would pay (several a request) for a statement that returns nothing.
+    """
+    try:
+        dbapi_connection.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the pragmas this project relies on for SQLite."""
     if url.startswith("sqlite"):
@@ -145,14 +157,14 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn):
             # A request marked read-only (see read_only()) or a block in reading() takes a
             # deferred BEGIN: in WAL mode readers then never queue behind the write lock.
+            dbapi_connection = conn.connection.dbapi_connection
             if has_app_context() and not g.get("db_writing", 0) and (
                     g.get("db_read_only", False) or g.get("db_reading", 0)):
-                conn.exec_driver_sql("BEGIN")
+                _begin(dbapi_connection, "BEGIN")
                 return
-            dbapi_connection = conn.connection.dbapi_connection
             dbapi_connection.acquire_writer_lock()
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                _begin(dbapi_connection, "BEGIN IMMEDIATE")
             except BaseException:
                 dbapi_connection.release_writer_lock()
                 raise
