@@ -16,7 +16,12 @@ A signup counts once both its submission and its confirmation are answered; sign
 is their number over the time of both phases. Each phase also prints the workers' CPU time per
 request, which other work on the machine changes less than it changes throughput. Emails are
 queued, not sent: no worker runs, and the worker is what composes and sends them, so its cost
-is separate from the request path. The resident memory (RSS, and PSS, which splits shared
+is separate from the request path. Last, ``--floor`` requests to ``/healthz``, which does
+nothing but pass through what every request passes through, give the CPU time of the cheapest
+request, a reference for how fast the machine and its Python are: a signup's CPU time counted
+in such requests depends mostly on the app, so it compares runs on different machines better
+than signups per second do (on a shared machine, whose speed changes from one minute to the
+next, the floor's phase and the signups' still differ somewhat). The resident memory (RSS, and PSS, which splits shared
 pages between the processes sharing them) of each gunicorn worker is read from /proc after the
 load.
 
@@ -33,6 +38,7 @@ import base64
 import http.client
 import json
 import os
+import platform
 import re
 import secrets
 import socket
@@ -244,6 +250,12 @@ async def confirm(connection: Connection, _state: dict, path: str) -> tuple[int,
                                     {"Content-Type": "application/x-www-form-urlencoded"})
 
 
+async def probe(connection: Connection, _state: dict, _job) -> tuple[int, bytes]:
+    """The floor: ``GET /healthz``, which does no work of its own but passes through everything
+    every request does (gunicorn, Flask, the request log, the metrics)."""
+    return await connection.request("GET", "/healthz")
+
+
 def confirmation_paths(app) -> list[str]:
     """The confirmation link of every signup, as its email carries it."""
     with app.app_context():
@@ -270,6 +282,9 @@ def bench_signups(name: str, url: str, args, tmp: str) -> dict:
                   "submit_cpu_ms": round(submit_cpu, 2), "confirm_cpu_ms": round(confirm_cpu, 2)}
         if args.checks and name == "postgresql":
             result["checks_per_s"] = bench_checks(app, server, emails, args)
+        _, floor_cpu = run_clients(server, args.clients, range(args.floor), probe)
+        result["floor_cpu_ms"] = round(floor_cpu, 3)
+        result["signup_in_floors"] = round((submit_cpu + confirm_cpu) / floor_cpu, 1)
         memory = server.worker_memory()
         result["worker_rss_mb"] = [round(rss / 1024, 1) for rss, _ in memory]
         result["worker_pss_mb"] = [round(pss / 1024, 1) for _, pss in memory]
@@ -328,12 +343,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="gunicorn processes (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--floor", type=int, default=3000,
+                        help="requests to /healthz, whose CPU cost is the floor of a request")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     workers = args.workers or "gunicorn.conf.py's"
-    print(f"{os.cpu_count()} cores, {workers} gunicorn workers, {args.clients} clients, "
-          f"{args.signups} signups", flush=True)
+    print(f"{os.cpu_count()} cores, Python {platform.python_version()}, {workers} gunicorn "
+          f"workers, {args.clients} clients, {args.signups} signups", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         results.append(bench_signups("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args, tmp))
@@ -352,6 +369,8 @@ def main() -> None:
                 f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms)")
         if "checks_per_s" in result:
             line += f", {result['checks_per_s']:.1f} checks/s"
+        line += (f"; a signup costs {result['signup_in_floors']} floor requests "
+                 f"(/healthz, {result['floor_cpu_ms']} ms)")
         line += (f"; {len(result['worker_rss_mb'])} workers, "
                  f"RSS {max(result['worker_rss_mb'])} MB, "
                  f"PSS {max(result['worker_pss_mb'])} MB")
