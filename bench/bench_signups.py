@@ -10,25 +10,26 @@ keep-alive connections (a worker without threads closes them after each answer):
    each writing three ledger events and queueing a confirmation email;
 2. confirms each of them (``POST`` of its confirmation link), each writing the ``given`` events,
    a signed receipt and a second email;
-3. on PostgreSQL, sends ``POST /api/v1/consents/check`` for ``--checks`` requests.
+3. on PostgreSQL, sends ``POST /api/v1/consents/check`` for ``--checks`` requests;
+4. sends ``GET /healthz`` for ``--baseline`` requests (see below).
 
 A signup counts once both its submission and its confirmation are answered; signups per second
 is their number over the time of both phases. Each phase also prints the workers' CPU time per
 request, which other work on the machine changes less than it changes throughput. Emails are
 queued, not sent: no worker runs, and the worker is what composes and sends them, so its cost
-is separate from the request path. Last, ``--floor`` requests to ``/healthz``, which does
-nothing but pass through what every request passes through, give the CPU time of the cheapest
-request, a reference for how fast the machine and its Python are: a signup's CPU time counted
-in such requests depends mostly on the app, so it compares runs on different machines better
-than signups per second do (on a shared machine, whose speed changes from one minute to the
-next, the floor's phase and the signups' still differ somewhat). The resident memory (RSS, and PSS, which splits shared
-pages between the processes sharing them) of each gunicorn worker is read from /proc after the
-load.
+is separate from the request path. The ``/healthz`` requests, which do nothing but pass
+through what every request passes through, give the CPU time of the cheapest request, a
+baseline for how fast the machine and its Python are: a signup's CPU time counted in such
+requests depends mostly on the app, so it compares runs on different machines better than
+signups per second do (on a shared machine, whose speed changes from one minute to the next,
+the baseline's phase and the signups' still differ somewhat). The resident memory (RSS, and
+PSS, which splits shared pages between the processes sharing them) of each gunicorn worker is
+read from /proc after the load.
 
 Run: ``.venv/bin/python bench/bench_signups.py`` (``--postgres URL`` of a server where the
-script may create and drop a database, default the local one; ``--signups N``,
-``--checks N``, ``--workers N``, ``--clients N``; ``--no-postgres`` for SQLite alone). Not part
-of the test suite: figures depend on the machine and on what else runs on it.
+script may create and drop a database, default the local one; ``--signups N``, ``--checks N``,
+``--baseline N``, ``--workers N``, ``--clients N``; ``--no-postgres`` for SQLite alone). Not
+part of the test suite: figures depend on the machine and on what else runs on it.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +205,8 @@ class Connection:
             self.reader = self.writer = None
 
 
-def run_clients(server: Server, clients: int, jobs: list, make_request) -> tuple[float, float]:
+def run_clients(server: Server, clients: int, jobs: Sequence,
+                make_request) -> tuple[float, float]:
     """Send ``await make_request(connection, state, job)`` for every job from ``clients``
     connections at once; return the seconds and the workers' CPU milliseconds per job."""
     failures = []
@@ -251,8 +254,8 @@ async def confirm(connection: Connection, _state: dict, path: str) -> tuple[int,
 
 
 async def probe(connection: Connection, _state: dict, _job) -> tuple[int, bytes]:
-    """The floor: ``GET /healthz``, which does no work of its own but passes through everything
-    every request does (gunicorn, Flask, the request log, the metrics)."""
+    """The baseline: ``GET /healthz``, which does no work of its own but passes through what
+    every request passes through (gunicorn, Flask, the request log, the metrics)."""
     return await connection.request("GET", "/healthz")
 
 
@@ -282,9 +285,9 @@ def bench_signups(name: str, url: str, args, tmp: str) -> dict:
                   "submit_cpu_ms": round(submit_cpu, 2), "confirm_cpu_ms": round(confirm_cpu, 2)}
         if args.checks and name == "postgresql":
             result["checks_per_s"] = bench_checks(app, server, emails, args)
-        _, floor_cpu = run_clients(server, args.clients, range(args.floor), probe)
-        result["floor_cpu_ms"] = round(floor_cpu, 3)
-        result["signup_in_floors"] = round((submit_cpu + confirm_cpu) / floor_cpu, 1)
+        _, baseline_cpu = run_clients(server, args.clients, range(args.baseline), probe)
+        result["baseline_cpu_ms"] = round(baseline_cpu, 3)
+        result["signup_in_baselines"] = round((submit_cpu + confirm_cpu) / baseline_cpu, 1)
         memory = server.worker_memory()
         result["worker_rss_mb"] = [round(rss / 1024, 1) for rss, _ in memory]
         result["worker_pss_mb"] = [round(pss / 1024, 1) for _, pss in memory]
@@ -343,11 +346,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="gunicorn processes (default: gunicorn.conf.py's)")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--floor", type=int, default=3000,
-                        help="requests to /healthz, whose CPU cost is the floor of a request")
+    parser.add_argument("--baseline", type=int, default=3000,
+                        help="requests to /healthz, the cheapest request (at least 1000: the "
+                             "kernel counts CPU time in ticks of 10 ms)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
+    if args.baseline < 1000:
+        parser.error("--baseline must be at least 1000")
     workers = args.workers or "gunicorn.conf.py's"
     print(f"{os.cpu_count()} cores, Python {platform.python_version()}, {workers} gunicorn "
           f"workers, {args.clients} clients, {args.signups} signups", flush=True)
@@ -369,8 +375,8 @@ def main() -> None:
                 f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms)")
         if "checks_per_s" in result:
             line += f", {result['checks_per_s']:.1f} checks/s"
-        line += (f"; a signup costs {result['signup_in_floors']} floor requests "
-                 f"(/healthz, {result['floor_cpu_ms']} ms)")
+        line += (f"; a signup costs {result['signup_in_baselines']} baseline requests "
+                 f"(/healthz, {result['baseline_cpu_ms']} ms)")
         line += (f"; {len(result['worker_rss_mb'])} workers, "
                  f"RSS {max(result['worker_rss_mb'])} MB, "
                  f"PSS {max(result['worker_pss_mb'])} MB")

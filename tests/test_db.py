@@ -7,8 +7,10 @@ and a process killed while holding it lets the next writer in.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -131,6 +133,26 @@ def test_a_second_connection_of_the_same_thread_does_not_wait_for_the_first(tmp_
             with pytest.raises(OperationalError, match="database is locked"):
                 with second.begin():
                     pass
+    engine.dispose()
+
+
+def test_a_writer_whose_begin_fails_lets_the_next_writer_in(tmp_path):
+    """A program that does not queue on the lock file holds SQLite's lock: the writer that took
+    the queue's lock fails at BEGIN IMMEDIATE, and must leave the queue free behind it."""
+    path = tmp_path / "outsider.sqlite3"
+    engine = impatient_engine(path)
+    outsider = sqlite3.connect(path, isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")
+    with engine.connect() as connection:
+        with pytest.raises(OperationalError, match="database is locked"):
+            connection.begin()
+        # Before the connection goes back to the pool, whose rollback would release it too.
+        with open(f"{path}-writer.lock", "rb") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    outsider.rollback()
+    outsider.close()
+    add_one_slowly(engine)
     engine.dispose()
 
 
