@@ -118,10 +118,12 @@ def _lock_path(url: str) -> str | None:
 
 
 def _begin(dbapi_connection: sqlite3.Connection, statement: str) -> None:
-    """Start a transaction on the driver's connection, failing as a SQLAlchemy statement would.
+    """Start a transaction on the driver's connection; a failure raises the exception class a
+    SQLAlchemy statement would (``OperationalError`` for a locked database).
 
     The statement goes to the driver directly rather than through SQLAlchemy's execution, whose
     cost every transaction would pay (several a request) for a statement that returns nothing.
+    So SQLAlchemy's statement events and error handling do not see it; nothing here uses them.
     """
     try:
         dbapi_connection.execute(statement)
