@@ -65,3 +65,34 @@ def test_templates_follow_a_locale_forced_inside_a_request(app):
 
 def test_templates_outside_an_app_context_show_the_strings_as_written(app):
     assert app.jinja_env.from_string("{{ _('Newsletter') }}").render() == "Newsletter"
+
+
+def test_template_translations_are_markup_whose_values_are_escaped(app):
+    """``_()``, ``{% trans %}`` and ``ngettext`` in templates behave as Jinja's newstyle
+    gettext: translated, formatted with ``%``, the values escaped where the template escapes."""
+    from flask import render_template_string
+    from flask_babel import force_locale
+    network = "<b>Meetup</b> & co"
+    with app.test_request_context("/?lang=fr"):
+        assert render_template_string(
+            "{{ _('Your email address is given to %(network)s to find your profile.', "
+            "network=network) }}", network=network) == (
+            "Votre adresse e-mail est transmise à &lt;b&gt;Meetup&lt;/b&gt; &amp; co pour "
+            "retrouver votre profil.")
+        assert render_template_string(
+            "{% trans %}Your email address is given to {{ network }} to find your profile."
+            "{% endtrans %}", network=network).startswith(
+            "Votre adresse e-mail est transmise à &lt;b&gt;Meetup")
+        plural = "{{ ngettext('This link works for %(num)d day.', " \
+                 "'This link works for %(num)d days.', n) }}"
+        assert render_template_string(plural, n=1) == "Ce lien est valable 1 jour."
+        assert render_template_string(plural, n=7) == "Ce lien est valable 7 jours."
+        with force_locale("en"):
+            assert render_template_string(plural, n=7) == "This link works for 7 days."
+    # Where a template does not escape (an email's text part), the value comes out as it is.
+    text = app.jinja_env.from_string(
+        "{% autoescape false %}{{ _('Your email address is given to %(network)s to find your "
+        "profile.', network=network) }}{% endautoescape %}")
+    with app.test_request_context("/?lang=en"):
+        assert text.render(network=network) == (
+            "Your email address is given to <b>Meetup</b> & co to find your profile.")
