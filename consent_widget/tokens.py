@@ -7,6 +7,7 @@ which, and a person with an expired confirmation link knows to sign up again.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -39,7 +40,14 @@ class TokenExpired(TokenInvalid):
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_SALTS[purpose])
+    return _serializer_for(current_app.config["SECRET_KEY"], purpose)
+
+
+@lru_cache(maxsize=32)
+def _serializer_for(secret_key: str | bytes, purpose: str) -> URLSafeTimedSerializer:
+    # Made once per key and purpose rather than per token: a signup signs half a dozen links.
+    # A serializer keeps nothing between calls, so threads may share it.
+    return URLSafeTimedSerializer(secret_key, salt=_SALTS[purpose])
 
 
 def dumps(purpose: str, payload: dict[str, Any]) -> str:
