@@ -66,8 +66,13 @@ def text_sha256(text: str) -> str:
 
 
 def current_notice(session: Session, campaign: Campaign, purpose: str, network: str,
-                   locale: str) -> Notice:
-    """The notice for the text shown now, recording a new version when the text changed."""
+                   locale: str, *, record: bool = True) -> Notice | None:
+    """The notice for the text shown now, recording a new version when the text changed.
+
+    With ``record=False`` nothing is written: None stands for a text not recorded yet, which
+    lets a page read in a transaction that does not wait for the write lock, and take it only
+    the first time a text is shown.
+    """
     text = notice_text(campaign, purpose, network, locale)
     digest = text_sha256(text)
     for _ in range(_RECORD_ATTEMPTS):
@@ -79,6 +84,8 @@ def current_notice(session: Session, campaign: Campaign, purpose: str, network: 
         ).first()
         if latest is not None and latest.text_sha256 == digest:
             return latest
+        if not record:
+            return None
         notice = Notice(campaign_id=campaign.id, purpose=purpose, network=network, locale=locale,
                         version=(latest.version + 1) if latest else 1, text=text,
                         text_sha256=digest)

@@ -43,8 +43,7 @@ CSP = ("default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src
 def page(slug):
     """The signup form of a campaign, in the language of ``?lang=``, the browser or the campaign."""
     campaign = _campaign_or_404(slug)
-    with db.transaction() as session:
-        offered = _offered(session, campaign, _locale())
+    offered = _offered_now(campaign, _locale())
     form = SignupForm(campaign=campaign, shown_notices=[notice.id for *_item, notice in offered],
                       data={"lang": _locale(), "origin": _embedding_origin(campaign)})
     return _form_page(campaign, form, 200, offered=offered)
@@ -167,23 +166,39 @@ def wants_json() -> bool:
     return accept.accept_json and not accept.accept_html
 
 
-def _offered(session, campaign, locale: str, shown=()):
+def _offered(session, campaign, locale: str, shown=(), *, record: bool = True):
     """Each (purpose, network, notice) the widget asks about, with the notice in ``locale``.
 
     A notice of ``shown`` (those the submitted form's token names, see ``notices.shown``) is
     used when it matches the box, so the ledger records the text that was on the person's screen.
+    With ``record=False``, None when a text has no recorded version yet.
     """
     shown = {(n.purpose, n.network): n for n in shown}
-    return [(purpose, network, shown.get((purpose, network))
-             or notices.current_notice(session, campaign, purpose, network, locale))
-            for purpose, network in notices.offered_items(campaign)]
+    offered = []
+    for purpose, network in notices.offered_items(campaign):
+        notice = shown.get((purpose, network)) or notices.current_notice(
+            session, campaign, purpose, network, locale, record=record)
+        if notice is None:
+            return None
+        offered.append((purpose, network, notice))
+    return offered
+
+
+def _offered_now(campaign, locale: str, shown_ids=()):
+    """:func:`_offered` for a page: read without waiting for the write lock, which is taken
+    only to record a text shown for the first time (page views far outnumber signups)."""
+    with db.reading() as session:
+        shown = notices.shown(session, campaign, shown_ids)
+        offered = _offered(session, campaign, locale, shown, record=False)
+    if offered is None:
+        with db.transaction() as session:
+            offered = _offered(session, campaign, locale, shown)
+    return offered
 
 
 def _form_page(campaign, form: SignupForm, status: int, summary=(), offered=None):
     if offered is None:
-        with db.transaction() as session:
-            offered = _offered(session, campaign, _locale(),
-                               notices.shown(session, campaign, form.shown_notices))
+        offered = _offered_now(campaign, _locale(), form.shown_notices)
     newsletter_notice = next(notice for purpose, _n, notice in offered if purpose == NEWSLETTER)
     network_notices = {network: notice for purpose, network, notice in offered
                        if purpose != NEWSLETTER}

@@ -6,9 +6,12 @@ import base64
 import hashlib
 import html
 import re
+import sqlite3
+import threading
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from consent_widget import db, notices, tokens
 from consent_widget.campaigns import create_campaign
@@ -120,6 +123,36 @@ def test_explicit_french_beats_the_browser_and_unknown_languages_fall_back(app, 
         "/w/demo?lang=fr", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<html lang="fr" ' in client.get(
         "/w/demo", headers={"Accept-Language": "de"}).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app", ["sqlite"], indirect=True)  # the write lock is SQLite's
+def test_a_page_view_does_not_wait_for_the_write_lock(app, client, campaign):
+    """Page views far outnumber signups: once its texts are recorded, a page only reads."""
+    client.get("/w/demo")  # a first view may record the texts; this one only reads them
+    writer = sqlite3.connect(make_url(app.config["DATABASE_URL"]).database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # a signup holds the write lock
+    answers = []
+    viewer = threading.Thread(target=lambda: answers.append(client.get("/w/demo").status_code))
+    viewer.start()
+    viewer.join(timeout=10)  # a view that queued for the lock would still be waiting
+    answered_while_locked = list(answers)
+    writer.rollback()
+    viewer.join()
+    writer.close()
+    assert answered_while_locked == [200]
+
+
+def test_a_text_shown_for_the_first_time_is_recorded_as_a_new_version(app, client, campaign):
+    with app.app_context(), db.transaction() as session:
+        session.get(Campaign, campaign.id).name = "Marie 2028"
+    page = client.get("/w/demo?lang=en").get_data(as_text=True)
+    assert "Marie 2028" in element_text(page, "newsletter-text")
+    with app.app_context():
+        versions = db.session().scalars(
+            select(Notice.version).where(Notice.purpose == "newsletter", Notice.locale == "en")
+            .order_by(Notice.version)).all()
+    assert versions == [1, 2]
+    assert element_text(page, "newsletter-text") == notice_text(app, "newsletter", "", "en")
 
 
 def test_nothing_is_pre_ticked(client, campaign):
