@@ -10,7 +10,7 @@ import hashlib
 
 from flask import current_app
 from flask_babel import force_locale, gettext
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -65,6 +65,14 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: Built once: every view of the form page asks it for each box.
+_LATEST = (select(Notice).where(Notice.campaign_id == bindparam("campaign"),
+                                Notice.purpose == bindparam("purpose"),
+                                Notice.network == bindparam("network"),
+                                Notice.locale == bindparam("locale"))
+           .order_by(Notice.version.desc()).limit(1))
+
+
 def current_notice(session: Session, campaign: Campaign, purpose: str, network: str,
                    locale: str, *, record: bool = True) -> Notice | None:
     """The notice for the text shown now, recording a new version when the text changed.
@@ -76,12 +84,8 @@ def current_notice(session: Session, campaign: Campaign, purpose: str, network: 
     text = notice_text(campaign, purpose, network, locale)
     digest = text_sha256(text)
     for _ in range(_RECORD_ATTEMPTS):
-        latest = session.scalars(
-            select(Notice)
-            .where(Notice.campaign_id == campaign.id, Notice.purpose == purpose,
-                   Notice.network == network, Notice.locale == locale)
-            .order_by(Notice.version.desc()).limit(1)
-        ).first()
+        latest = session.scalars(_LATEST, {"campaign": campaign.id, "purpose": purpose,
+                                           "network": network, "locale": locale}).first()
         if latest is not None and latest.text_sha256 == digest:
             return latest
         if not record:
