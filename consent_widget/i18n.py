@@ -43,7 +43,8 @@ def init_app(app) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     Babel(app, locale_selector=_select_locale)
     # Flask-Babel's template callables look the catalogue up again for every string, and a
-    # receipt shows forty of them; these look it up once per language and context.
+    # receipt shows forty of them; these look it up once per language and context. (This call
+    # also makes ``{% trans %}`` newstyle; its gettext and ngettext are replaced just below.)
     app.jinja_env.install_gettext_callables(
         gettext=lambda string: _translations().ugettext(string),
         ngettext=lambda singular, plural, n: _translations().ungettext(singular, plural, n),
@@ -59,9 +60,10 @@ def init_app(app) -> None:
 
 
 @pass_context
-def _template_gettext(context, string: str, **variables) -> str:
+def _template_gettext(context, string: str, /, **variables) -> str:
     """A template's ``_()`` and ``{% trans %}``, as Jinja's newstyle gettext does them: a
-    translation is markup in an autoescaped template, and always a ``%`` format."""
+    translation is markup in an autoescaped template, and always a ``%`` format. The leading
+    parameters are positional-only, so that a template variable may have any name."""
     translated = _translations().ugettext(string)
     if context.eval_ctx.autoescape:
         translated = Markup(translated)
@@ -69,7 +71,7 @@ def _template_gettext(context, string: str, **variables) -> str:
 
 
 @pass_context
-def _template_ngettext(context, singular: str, plural: str, num: int, **variables) -> str:
+def _template_ngettext(context, singular: str, plural: str, num: int, /, **variables) -> str:
     """A template's ``ngettext()`` and plural ``{% trans %}``, as Jinja's newstyle does them."""
     variables.setdefault("num", num)
     translated = _translations().ungettext(singular, plural, num)

@@ -40,11 +40,14 @@ class TokenExpired(TokenInvalid):
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return _serializer_for(current_app.config["SECRET_KEY"], purpose)
+    secret_key = current_app.config["SECRET_KEY"]
+    if isinstance(secret_key, list):  # keys being rotated, the newest last (itsdangerous)
+        secret_key = tuple(secret_key)
+    return _serializer_for(secret_key, purpose)
 
 
 @lru_cache(maxsize=32)
-def _serializer_for(secret_key: str | bytes, purpose: str) -> URLSafeTimedSerializer:
+def _serializer_for(secret_key: str | bytes | tuple, purpose: str) -> URLSafeTimedSerializer:
     # Made once per key and purpose rather than per token: a signup signs half a dozen links.
     # A serializer keeps nothing between calls, so threads may share it.
     return URLSafeTimedSerializer(secret_key, salt=_SALTS[purpose])

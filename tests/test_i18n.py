@@ -96,3 +96,22 @@ def test_template_translations_are_markup_whose_values_are_escaped(app):
     with app.test_request_context("/?lang=en"):
         assert text.render(network=network) == (
             "Your email address is given to <b>Meetup</b> & co to find your profile.")
+
+
+def test_template_translations_are_markup_and_take_any_variable_name(app):
+    """A translation is trusted markup in an escaped template (only the values are escaped), a
+    ``%`` format even without values, and a template variable may be called anything,
+    ``context`` or ``num`` included, as in Jinja's own newstyle gettext."""
+    from flask import render_template_string
+    with app.test_request_context("/?lang=en"):
+        assert render_template_string("{{ _('<b>%(x)s</b>', x=x) }}", x="<i>") == \
+            "<b>&lt;i&gt;</b>"
+        assert render_template_string("{% trans %}100%{% endtrans %}") == "100%"
+        assert render_template_string("{{ _('%(context)s and %(string)s', context=1, "
+                                      "string=2) }}") == "1 and 2"
+        days = ("{% trans count=n %}{{ count }} day{% pluralize %}{{ count }} days"
+                "{% endtrans %}")
+        assert [render_template_string(days, n=n) for n in (1, 7)] == ["1 day", "7 days"]
+        # An explicit num names the number shown; the count still chooses the form.
+        assert render_template_string(
+            "{{ ngettext('%(num)s day', '%(num)s days', 3, num='three') }}") == "three days"

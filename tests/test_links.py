@@ -218,3 +218,20 @@ def test_an_expired_unsubscribe_link_says_expired_and_changes_nothing(app, clien
 
 def test_unknown_campaign_is_404(client, campaign):
     assert client.get("/w/nope/manage/abc").status_code == 404
+
+
+def test_link_tokens_follow_a_rotated_secret_key(app):
+    """itsdangerous takes a list of keys, the newest last: links signed with the older one
+    still open while new links are signed with the newer one."""
+    from consent_widget import tokens
+    payload = {"c": 1, "s": "sgn_x"}
+    with app.test_request_context():
+        old = tokens.dumps(tokens.CONFIRM, payload)
+        app.config["SECRET_KEY"] = [app.config["SECRET_KEY"], "a newer key of the service"]
+        new = tokens.dumps(tokens.CONFIRM, payload)
+        assert new != old
+        assert tokens.loads(tokens.CONFIRM, old) == tokens.loads(tokens.CONFIRM, new) == payload
+        app.config["SECRET_KEY"] = "a newer key of the service"
+        assert tokens.loads(tokens.CONFIRM, new) == payload
+        with pytest.raises(tokens.TokenInvalid):
+            tokens.loads(tokens.CONFIRM, old)
