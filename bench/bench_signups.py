@@ -26,10 +26,20 @@ the baseline's phase and the signups' still differ somewhat). The resident memor
 PSS, which splits shared pages between the processes sharing them) of each gunicorn worker is
 read from /proc after the load.
 
+The load generator (this script) runs on the same cores as the server, so each phase also
+prints its CPU time, and the signups per second the cores could serve if it cost nothing.
+
+On SQLite the same phases are then run against a "floor" (:data:`FLOOR_APP`, unless
+``--no-floor``): a Flask app that does the least any signup must do with the parts the project
+is built on, and writes the same rows into the same schema, served by gunicorn with the same
+workers. What it reaches bounds what the app can reach on the machine, and the script prints
+the app's figures as a share of the floor's.
+
 Run: ``.venv/bin/python bench/bench_signups.py`` (``--postgres URL`` of a server where the
 script may create and drop a database, default the local one; ``--signups N``, ``--checks N``,
-``--baseline N``, ``--workers N``, ``--clients N``; ``--no-postgres`` for SQLite alone). Not
-part of the test suite: figures depend on the machine and on what else runs on it.
+``--baseline N``, ``--workers N``, ``--clients N``; ``--no-postgres`` for SQLite alone,
+``--no-floor`` without the floor). Not part of the test suite: figures depend on the machine
+and on what else runs on it.
 """
 from __future__ import annotations
 
@@ -66,6 +76,207 @@ import gunicorn_workers  # noqa: E402  (beside this script)
 SECRET = secrets.token_urlsafe(32)
 
 
+#: The least any signup must do, served like the app: Flask, Flask-Limiter (per address and per
+#: email on the form, per address on the link), an itsdangerous link token, and on the app's own
+#: migrated schema through SQLAlchemy Core the same rows: on submission the subject, the signup,
+#: three hash-chained events, their states and the email in the outbox; on confirmation the
+#: signup marked, two ``given`` events, their states, a receipt signed with Ed25519 (joserfc),
+#: the email, and a page showing the receipt. Writers queue for SQLite's write lock on a lock
+#: file, as the app's do. No ORM, forms library, translations, notices, webhooks, logs or
+#: metrics. What it reaches bounds what the app can reach on the machine.
+FLOOR_APP = """
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import uuid
+import warnings
+from datetime import datetime, timedelta, timezone
+
+from flask import Flask, abort, jsonify, request
+from flask_limiter import Limiter
+from itsdangerous import BadData, URLSafeTimedSerializer
+from joserfc import jws
+from joserfc.jwk import OKPKey
+from sqlalchemy import MetaData, Table, create_engine, event, insert, text
+
+warnings.filterwarnings("ignore")  # joserfc's notice that RFC 9864 renames EdDSA
+app = Flask(__name__)
+limiter = Limiter(lambda: request.remote_addr, app=app, storage_uri="memory://")
+engine = create_engine(os.environ["CONSENT_DATABASE_URL"], connect_args={"timeout": 30})
+
+
+@event.listens_for(engine, "connect")
+def _pragmas(connection, _record):
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+
+
+@contextlib.contextmanager
+def writing():
+    # Opened in each worker: a lock file inherited through fork would be one lock for all.
+    global lock_file
+    if lock_file is None:
+        lock_file = os.open(engine.url.database + "-floor.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock_file, fcntl.LOCK_EX)
+    try:
+        with engine.begin() as connection:
+            yield connection
+    finally:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+lock_file = None
+events = Table("consent_events", MetaData(), autoload_with=engine)
+EVENTS = insert(events).returning(events.c.id, sort_by_parameter_order=True)
+links = URLSafeTimedSerializer(os.environ["CONSENT_SECRET_KEY"], salt="confirm")
+key = OKPKey.generate_key("Ed25519")
+LOCK = text("UPDATE campaigns SET ledger_seq = ledger_seq WHERE id = 1 "
+            "RETURNING ledger_seq, ledger_head")
+HEAD = text("UPDATE campaigns SET ledger_seq = :seq, ledger_head = :head WHERE id = 1")
+SUBJECT = text("SELECT id, public_id FROM subjects WHERE campaign_id = 1 AND email_hmac = :digest")
+NEW_SUBJECT = text("INSERT INTO subjects (campaign_id, public_id, email_hmac, email, "
+                   "link_version, created_at) VALUES (1, :public_id, :digest, :email, 1, :now) "
+                   "RETURNING id")
+NEW_SIGNUP = text("INSERT INTO signups (public_id, campaign_id, subject_id, choices, offered, "
+                  "locale, origin, gpc, created_at) VALUES (:public_id, 1, :subject, :choices, "
+                  "'{}', 'en', '', 0, :now) RETURNING id")
+NEW_STATE = text("INSERT INTO consent_states (campaign_id, subject_id, purpose, network, status, "
+                 "event_id, updated_at) VALUES (1, :subject, :purpose, :network, :type, :event, "
+                 ":now)")
+STATE = text("UPDATE consent_states SET status = :type, event_id = :event, given_at = :now, "
+             "expires_at = :expires, updated_at = :now WHERE subject_id = :subject "
+             "AND purpose = :purpose AND network = :network")
+STATES = text("SELECT purpose, network, status, given_at, expires_at FROM consent_states "
+              "WHERE subject_id = :subject")
+OUTBOX = text("INSERT INTO outbox (kind, recipient, payload, status, attempts, next_attempt_at, "
+              "last_error, created_at) VALUES ('email', :to, :payload, 'pending', 0, :now, '', "
+              ":now)")
+SIGNUP = text("SELECT signups.id, signups.confirmed_at, signups.choices, subjects.id, "
+              "subjects.public_id, subjects.email FROM signups JOIN subjects ON subjects.id = "
+              "signups.subject_id WHERE signups.campaign_id = 1 AND signups.public_id = :public_id")
+CONFIRMED = text("UPDATE signups SET confirmed_at = :now WHERE id = :signup")
+RECEIPT = text("INSERT INTO receipts (id, campaign_id, subject_id, kid, jws, issued_at) "
+               "VALUES (:id, 1, :subject, 'floor', :jws, :now)")
+PAGE = app.jinja_env.from_string(\"\"\"<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Confirmed</title></head><body><main><h1>Your choices are confirmed</h1>
+<p>We sent a copy of this receipt to {{ email }}.</p><h2>Receipt {{ claims.jti }}</h2>
+<table>{% for state in states %}<tr><th>{{ state.purpose }} {{ state.network }}</th>
+<td>{{ state.status }}</td><td>{{ state.given_at }}</td><td>{{ state.expires_at }}</td></tr>
+{% endfor %}</table><dl>{% for name, value in claims|dictsort %}<dt>{{ name }}</dt>
+<dd>{{ value }}</dd>{% endfor %}</dl><details><summary>Signed receipt</summary>
+<pre>{{ receipt }}</pre></details></main></body></html>\"\"\")
+
+
+def append(connection, head, subject_id, subject, signup, entries, now, method):
+    seq, head = head
+    rows = []
+    for purpose, network, kind in entries:
+        seq += 1
+        body = {"campaign": "bench", "seq": seq, "subject": subject, "purpose": purpose,
+                "network": network, "type": kind, "occurred_at": now.isoformat(),
+                "method": method, "prev": head}
+        prev, head = head, hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        rows.append({"campaign_id": 1, "seq": seq, "subject_id": subject_id, "purpose": purpose,
+                     "network": network, "type": kind, "occurred_at": now, "signup_id": signup,
+                     "method": method, "actor": "subject", "origin": "", "locale": "en",
+                     "prev_hash": prev, "hash": head})
+    ids = connection.execute(EVENTS, rows).scalars().all()
+    connection.execute(HEAD, {"seq": seq, "head": head})
+    return ids
+
+
+@app.get("/w/bench")
+def form():
+    return "<form method=post><input name=email><input type=checkbox name=newsletter></form>"
+
+
+@app.post("/w/bench")
+@limiter.limit("10000000 per minute")
+@limiter.limit("10000000 per minute", key_func=lambda: request.form.get("email", ""))
+def submit():
+    email = request.form.get("email", "").strip().lower()
+    if "@" not in email:
+        return jsonify(ok=False), 422
+    choices = {"newsletter:": "newsletter" in request.form,
+               "social_matching:facebook": request.form.get("social_matching") == "facebook",
+               "social_matching:linkedin": request.form.get("social_matching") == "linkedin"}
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    digest = hashlib.sha256(email.encode()).hexdigest()
+    public_id = "sgn_" + secrets.token_urlsafe(16)
+    with writing() as connection:
+        entries = [(*item.split(":"), "requested" if ticked else "refused")
+                   for item, ticked in choices.items()]
+        head = connection.execute(LOCK).one()  # the write lock first, as the ledger takes it
+        found = connection.execute(SUBJECT, {"digest": digest}).first()
+        subject, subject_public = found or (None, "sub_" + secrets.token_urlsafe(16))
+        if subject is None:
+            subject = connection.execute(NEW_SUBJECT, {"public_id": subject_public,
+                                                       "digest": digest, "email": email,
+                                                       "now": now}).scalar_one()
+        signup = connection.execute(NEW_SIGNUP, {"public_id": public_id, "subject": subject,
+                                                 "choices": json.dumps(choices),
+                                                 "now": now}).scalar_one()
+        ids = append(connection, head, subject, subject_public, signup, entries, now, "widget")
+        connection.execute(NEW_STATE, [{"subject": subject, "purpose": purpose, "network": network,
+                                        "type": kind, "event": event_id, "now": now}
+                                       for (purpose, network, kind), event_id in zip(entries, ids)])
+        link = "/w/bench/confirm/" + links.dumps({"c": 1, "s": public_id})
+        connection.execute(OUTBOX, {"to": email, "now": now,
+                                    "payload": json.dumps({"to": email, "link": link})})
+    return jsonify(ok=True, status="pending")
+
+
+@app.post("/w/bench/confirm/<token>")
+@limiter.limit("10000000 per minute")
+def confirm(token):
+    try:
+        public_id = links.loads(token, max_age=7 * 86400)["s"]
+    except (BadData, KeyError, TypeError):
+        abort(404)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    expires = now + timedelta(days=730)
+    with writing() as connection:
+        head = connection.execute(LOCK).one()
+        found = connection.execute(SIGNUP, {"public_id": public_id}).first()
+        if found is None:
+            abort(404)
+        signup, confirmed_at, choices, subject, subject_public, email = found
+        if confirmed_at is not None:
+            return "already confirmed"
+        connection.execute(CONFIRMED, {"now": now, "signup": signup})
+        entries = [(*item.split(":"), "given")
+                   for item, ticked in json.loads(choices).items() if ticked]
+        ids = append(connection, head, subject, subject_public, signup, entries, now,
+                     "email_confirmation")
+        connection.execute(STATE, [{"subject": subject, "purpose": purpose, "network": network,
+                                    "type": kind, "event": event_id, "now": now,
+                                    "expires": expires}
+                                   for (purpose, network, kind), event_id in zip(entries, ids)])
+        states = [dict(row._mapping) for row in connection.execute(STATES, {"subject": subject})]
+        claims = {"iss": "http://bench.example.org", "jti": str(uuid.uuid4()),
+                  "sub": subject_public, "iat": now, "controller": "Bench 2027",
+                  "policy": "https://example.org/p", "method": "email_confirmation",
+                  "consents": states}
+        receipt = jws.serialize_compact({"alg": "EdDSA", "kid": "floor"},
+                                        json.dumps(claims, default=str).encode(), key,
+                                        algorithms=["EdDSA"])
+        connection.execute(RECEIPT, {"id": claims["jti"], "subject": subject, "jws": receipt,
+                                     "now": now})
+        connection.execute(OUTBOX, {"to": email, "now": now,
+                                    "payload": json.dumps({"to": email, "receipt": receipt})})
+    return PAGE.render(email=email, claims={k: v for k, v in claims.items() if k != "consents"},
+                       states=states, receipt=receipt)
+
+
+@app.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+"""
+
+
 def free_port() -> int:
     """A TCP port nobody listens on."""
     with socket.socket() as probe:
@@ -88,9 +299,11 @@ def prepare(url: str, outbox: str):
 
 
 class Server:
-    """``gunicorn server:app`` on a loopback port, with the project's gunicorn.conf.py."""
+    """``gunicorn server:app`` on a loopback port, with the project's gunicorn.conf.py; or,
+    given ``floor`` (a directory holding ``floor_app.py``), the floor app with the settings that
+    file gives on SQLite: single-threaded workers, one per core, the app preloaded."""
 
-    def __init__(self, url: str, outbox: str, workers: int | None):
+    def __init__(self, url: str, outbox: str, workers: int | None, floor: str | None = None):
         self.port = free_port()
         env = {**os.environ, "CONSENT_DATABASE_URL": url, "CONSENT_SECRET_KEY": SECRET,
                "CONSENT_BASE_URL": "http://bench.example.org",
@@ -104,6 +317,12 @@ class Server:
                "CONSENT_RATELIMIT_API": "10000000 per minute"}
         command = [sys.executable, "-m", "gunicorn", "server:app",
                    "--bind", f"127.0.0.1:{self.port}"]
+        if floor is not None:
+            empty = os.path.join(floor, "gunicorn.conf.py")  # so that no other config is read
+            Path(empty).write_text("")
+            command[3:4] = ["--config", empty, "--chdir", floor, "--preload",
+                            "--worker-class", "sync", "floor_app:app"]
+            workers = workers or os.cpu_count()
         if workers:
             command += ["--workers", str(workers)]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
@@ -206,9 +425,10 @@ class Connection:
 
 
 def run_clients(server: Server, clients: int, jobs: Sequence,
-                make_request) -> tuple[float, float]:
+                make_request) -> tuple[float, float, float]:
     """Send ``await make_request(connection, state, job)`` for every job from ``clients``
-    connections at once; return the seconds and the workers' CPU milliseconds per job."""
+    connections at once; return the seconds, the workers' CPU milliseconds per job and this
+    process's (the load generator's, which shares the machine's cores) per job."""
     failures = []
 
     async def client(mine):
@@ -223,12 +443,14 @@ def run_clients(server: Server, clients: int, jobs: Sequence,
         await asyncio.gather(*(client(jobs[i::clients]) for i in range(clients)))
 
     started, cpu_before = time.perf_counter(), server.cpu_seconds()
+    client_before = time.process_time()
     asyncio.run(everyone())
     elapsed = time.perf_counter() - started
     cpu_ms = (server.cpu_seconds() - cpu_before) * 1000 / len(jobs)
+    client_ms = (time.process_time() - client_before) * 1000 / len(jobs)
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed, first: {failures[0]}")
-    return elapsed, cpu_ms
+    return elapsed, cpu_ms, client_ms
 
 
 async def submit(connection: Connection, state: dict, email: str) -> tuple[int, bytes]:
@@ -268,24 +490,46 @@ def confirmation_paths(app) -> list[str]:
                 for signup in session.scalars(select(Signup).order_by(Signup.id))]
 
 
-def bench_signups(name: str, url: str, args, tmp: str) -> dict:
-    """Measure signups per second (and, on PostgreSQL, checks per second) on one database."""
+def floor_paths(url: str) -> list[str]:
+    """The floor's confirmation links, as its outbox holds them."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        payloads = connection.execute(text(
+            "SELECT payload FROM outbox WHERE kind = 'email' ORDER BY id")).scalars().all()
+    engine.dispose()
+    return [json.loads(payload)["link"] for payload in payloads if "link" in payload]
+
+
+def bench_signups(name: str, url: str, args, tmp: str, floor: bool = False) -> dict:
+    """Measure signups per second (and, on PostgreSQL, checks per second) on one database:
+    of the app, or with ``floor`` of :data:`FLOOR_APP` on a database of its own."""
     outbox = os.path.join(tmp, f"outbox-{name}")
     app = prepare(url, outbox)
-    server = Server(url, outbox, args.workers)
+    floor_dir = None
+    if floor:
+        floor_dir = os.path.join(tmp, "floor")
+        os.makedirs(floor_dir, exist_ok=True)
+        Path(floor_dir, "floor_app.py").write_text(FLOOR_APP)
+    server = Server(url, outbox, args.workers, floor=floor_dir)
     try:
         emails = [f"bench{i}@example.org" for i in range(args.signups)]
-        submit_seconds, submit_cpu = run_clients(server, args.clients, emails, submit)
-        paths = confirmation_paths(app)
-        confirm_seconds, confirm_cpu = run_clients(server, args.clients, paths, confirm)
+        submit_seconds, submit_cpu, submit_client = run_clients(server, args.clients, emails,
+                                                                submit)
+        paths = floor_paths(url) if floor else confirmation_paths(app)
+        confirm_seconds, confirm_cpu, confirm_client = run_clients(server, args.clients, paths,
+                                                                   confirm)
         result = {"database": name, "signups": len(paths),
                   "submit_per_s": len(paths) / submit_seconds,
                   "confirm_per_s": len(paths) / confirm_seconds,
                   "signups_per_s": len(paths) / (submit_seconds + confirm_seconds),
-                  "submit_cpu_ms": round(submit_cpu, 2), "confirm_cpu_ms": round(confirm_cpu, 2)}
+                  "submit_cpu_ms": round(submit_cpu, 2), "confirm_cpu_ms": round(confirm_cpu, 2),
+                  "client_cpu_ms": round(submit_client + confirm_client, 2),
+                  # What the cores could serve if the load generator cost nothing.
+                  "server_bound_per_s": round(
+                      (os.cpu_count() or 1) * 1000 / (submit_cpu + confirm_cpu), 1)}
         if args.checks and name == "postgresql":
             result["checks_per_s"] = bench_checks(app, server, emails, args)
-        _, baseline_cpu = run_clients(server, args.clients, range(args.baseline), probe)
+        _, baseline_cpu, _ = run_clients(server, args.clients, range(args.baseline), probe)
         result["baseline_cpu_ms"] = round(baseline_cpu, 3)
         result["signup_in_baselines"] = round((submit_cpu + confirm_cpu) / baseline_cpu, 1)
         memory = server.worker_memory()
@@ -318,7 +562,7 @@ def bench_checks(app, server: Server, emails: list[str], args) -> float:
     async def check(connection: Connection, _state: dict, body: bytes) -> tuple[int, bytes]:
         return await connection.request("POST", "/api/v1/consents/check", body, headers)
 
-    seconds, _cpu = run_clients(server, args.clients, jobs, check)
+    seconds, _cpu, _client = run_clients(server, args.clients, jobs, check)
     return args.checks / seconds
 
 
@@ -351,6 +595,8 @@ def main() -> None:
                              "kernel counts CPU time in ticks of 10 ms)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="leave out the floor app (the least a signup must do)")
     args = parser.parse_args()
     if args.baseline < 1000:
         parser.error("--baseline must be at least 1000")
@@ -361,6 +607,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results.append(bench_signups("sqlite", f"sqlite:///{tmp}/bench.sqlite3", args, tmp))
         print(json.dumps(results[-1]), flush=True)
+        if not args.no_floor:
+            results.append(bench_signups("sqlite floor", f"sqlite:///{tmp}/floor.sqlite3", args,
+                                         tmp, floor=True))
+            print(json.dumps(results[-1]), flush=True)
         if not args.no_postgres:
             url, drop = postgres_database(args.postgres)
             try:
@@ -372,15 +622,28 @@ def main() -> None:
     for result in results:
         line = (f"  {result['database']:<11} {result['signups_per_s']:7.1f} signups/s "
                 f"(submit {result['submit_per_s']:.1f}/s, confirm {result['confirm_per_s']:.1f}/s; "
-                f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms)")
+                f"server CPU {result['submit_cpu_ms']} + {result['confirm_cpu_ms']} ms, "
+                f"load generator {result['client_cpu_ms']} ms; "
+                f"{result['server_bound_per_s']:.0f}/s if it cost nothing)")
         if "checks_per_s" in result:
             line += f", {result['checks_per_s']:.1f} checks/s"
         line += (f"; a signup costs {result['signup_in_baselines']} baseline requests "
                  f"(/healthz, {result['baseline_cpu_ms']} ms)")
+        if result["database"] == "sqlite floor":
+            print(line)
+            continue
         line += (f"; {len(result['worker_rss_mb'])} workers, "
                  f"RSS {max(result['worker_rss_mb'])} MB, "
                  f"PSS {max(result['worker_pss_mb'])} MB")
         print(line)
+    by_name = {result["database"]: result for result in results}
+    if "sqlite floor" in by_name:
+        app, floor = by_name["sqlite"], by_name["sqlite floor"]
+        app_cpu = app["submit_cpu_ms"] + app["confirm_cpu_ms"]
+        floor_cpu = floor["submit_cpu_ms"] + floor["confirm_cpu_ms"]
+        print(f"  on SQLite the app reaches {app['signups_per_s'] / floor['signups_per_s']:.2f} "
+              f"of the floor's signups/s, at {app_cpu / floor_cpu:.1f} times its server CPU "
+              f"per signup")
     print("  targets: >= 300 signups/s on SQLite on two cores; < 100 MB resident per worker")
 
 
