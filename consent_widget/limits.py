@@ -21,6 +21,7 @@ from flask import current_app, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_limiter import Limiter, RateLimitExceeded
 from limits import parse_many as parse_limits
+from limits.strategies import STRATEGIES
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -39,6 +40,8 @@ API_BLUEPRINT = "api"
 _EXTENSION = "consent_limiter"
 _KEY = "consent_limiter_key"
 log = logging.getLogger(__name__)
+#: Flask-Limiter's strategy: one counter per key and window, the cheapest to keep and share.
+STRATEGY = "fixed-window"
 #: The settings that hold a limit, checked when the app is built.
 LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_LINKS",
                   "RATELIMIT_TOKEN", "RATELIMIT_API")
@@ -167,6 +170,20 @@ def _ratelimit_headers(response):
     return response
 
 
+def _count_in_process_while_storage_is_down(limiter: Limiter) -> None:
+    """Make the limiter's fallback for an unreachable Redis count in this process's counters.
+
+    Flask-Limiter builds that fallback on ``limits``' memory storage, whose sweeping thread
+    (see :mod:`consent_widget.counters`) would then cost up to half a core per worker for as
+    long as Redis is down, on the evening it is most needed. It has no setting for the
+    fallback's storage, so the two attributes it keeps it in are replaced; a test fails if a
+    later version stops using them.
+    """
+    if limiter._fallback_limiter is not None:
+        limiter._fallback_storage = counters.ProcessCounters(f"{counters.SCHEME}://")
+        limiter._fallback_limiter = STRATEGIES[STRATEGY](limiter._fallback_storage)
+
+
 def _limit_endpoint(app, endpoint: str, decorator) -> None:
     """Wrap the view of ``endpoint`` in ``decorator``; a missing endpoint is a wiring error."""
     app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
@@ -201,8 +218,9 @@ def init_app(app) -> None:
         ("redis://", "rediss://", "redis+unix://")) else {}
     limiter = Limiter(
         client_address_key, app=app, storage_uri=storage, storage_options=options,
-        strategy="fixed-window", headers_enabled=False, key_prefix="consent_widget",
+        strategy=STRATEGY, headers_enabled=False, key_prefix="consent_widget",
         in_memory_fallback_enabled=True, swallow_errors=True)
+    _count_in_process_while_storage_is_down(limiter)
     app.extensions[_EXTENSION] = limiter
     config = app.config
 

@@ -9,9 +9,11 @@ import os
 import secrets
 
 import pytest
+from limits.storage import MemoryStorage
 
 from consent_widget import create_app
 from consent_widget.cli import main
+from consent_widget.counters import ProcessCounters
 from helpers import widget_form
 
 REDIS_URL = os.environ.get("CONSENT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -179,6 +181,29 @@ def test_unreachable_redis_falls_back_to_memory_instead_of_failing(campaign_app_
     statuses = [client.post("/oauth/token", data={"grant_type": "client_credentials"}).status_code
                 for _ in range(3)]
     assert statuses == [401, 401, 429]
+
+
+def test_while_redis_is_unreachable_limits_count_in_process(campaign_app_factory, monkeypatch):
+    # limits' memory storage would sweep every counter from a thread every 10 ms while Redis is
+    # down: the fallback must count in the project's own counters instead.
+    counted = {"limits' memory storage": 0, "process counters": 0}
+
+    def spy(storage_class, name):
+        original = storage_class.incr
+
+        def incr(self, *args, **kwargs):
+            counted[name] += 1
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(storage_class, "incr", incr)
+
+    spy(MemoryStorage, "limits' memory storage")
+    spy(ProcessCounters, "process counters")
+    app, client = campaign_app_factory(RATELIMIT_STORAGE_URL="redis://127.0.0.1:1/0",
+                                       RATELIMIT_TOKEN="2 per minute")
+    statuses = [client.post("/oauth/token", data={"grant_type": "client_credentials"}).status_code
+                for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    assert counted == {"limits' memory storage": 0, "process counters": 3}
 
 
 # --- several instances, one Redis ------------------------------------------------------------------
