@@ -177,7 +177,8 @@ def _count_in_process_while_storage_is_down(limiter: Limiter) -> None:
     (see :mod:`consent_widget.counters`) would then cost up to half a core per worker for as
     long as Redis is down, on the evening it is most needed. It has no setting for the
     fallback's storage, so the two attributes it keeps it in are replaced; a test fails if a
-    later version stops using them.
+    later version stops using them. (The memory storage it built meanwhile is dropped; its
+    constructor has already run its sweep once, 10 ms after the app was built.)
     """
     if limiter._fallback_limiter is not None:
         limiter._fallback_storage = counters.ProcessCounters(f"{counters.SCHEME}://")
