@@ -207,6 +207,11 @@ def append(connection, campaign, head, subject_id, subject, signup, entries, now
     return ids
 
 
+def state_rows(entries, ids, **values):
+    return [{"purpose": purpose, "network": network, "type": kind, "event": event_id, **values}
+            for (purpose, network, kind), event_id in zip(entries, ids)]
+
+
 @app.get("/w/<slug>")
 def form(slug):
     with engine.connect() as connection:
@@ -245,10 +250,8 @@ def submit(slug):
             "choices": json.dumps(choices), "now": now}).scalar_one()
         ids = append(connection, campaign, head, subject, subject_public, signup, entries, now,
                      "widget")
-        connection.exec_driver_sql(NEW_STATE, [
-            {"campaign": campaign, "subject": subject, "purpose": purpose, "network": network,
-             "type": kind, "event": event_id, "now": now}
-            for (purpose, network, kind), event_id in zip(entries, ids)])
+        connection.exec_driver_sql(NEW_STATE, state_rows(entries, ids, campaign=campaign,
+                                                         subject=subject, now=now))
         link = f"/w/{slug}/confirm/" + links.dumps({"c": campaign, "s": public_id})
         connection.exec_driver_sql(OUTBOX, {
             "campaign": campaign, "to": email, "now": now,
@@ -282,10 +285,8 @@ def confirm(slug, token):
                    for item, ticked in json.loads(choices).items() if ticked]
         ids = append(connection, campaign, head, subject, subject_public, signup, entries, now,
                      "email_confirmation")
-        connection.exec_driver_sql(STATE, [
-            {"subject": subject, "purpose": purpose, "network": network, "type": kind,
-             "event": event_id, "now": now, "expires": expires}
-            for (purpose, network, kind), event_id in zip(entries, ids)])
+        connection.exec_driver_sql(STATE, state_rows(entries, ids, subject=subject, now=now,
+                                                     expires=expires))
         states = [dict(row._mapping)
                   for row in connection.exec_driver_sql(STATES, {"subject": subject})]
         claims = {"iss": "http://bench.example.org", "jti": str(uuid.uuid4()),
