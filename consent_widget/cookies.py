@@ -5,6 +5,9 @@ it needs a session: the widget's form token and the links carry what they need. 
 that set cookies of its own would need consent for them. Flask would still look for a session
 cookie and load a signer on every request; this interface tells it there is none, so nothing
 can put one in the browser by mistake either (Flask's null session refuses writes).
+
+The campaign console (``/admin``) is the one exception: its team signs in, and its session
+cookie is scoped to ``/admin`` (see :class:`consent_widget.admin.ConsoleSessionInterface`).
 """
 from __future__ import annotations
 

@@ -225,7 +225,39 @@ def _renewal(spec: dict, campaign) -> tuple[str, dict]:
                    "widget_url": spec["widget_url"]}
 
 
-_TEMPLATES = {"confirmation": _confirmation, "receipt": _receipt, "renewal": _renewal}
+def _console_invitation(spec: dict, campaign) -> tuple[str, dict]:
+    title = gettext("You are invited to the consent console of %(campaign)s",
+                    campaign=campaign.name)
+    return title, {"url": spec["url"], "role": spec["role"], "invited_by": spec["invited_by"],
+                   "days": spec["days"]}
+
+
+def _console_password(spec: dict, campaign) -> tuple[str, dict]:
+    return gettext("Choose your consent console password"), {"url": spec["url"],
+                                                             "hours": spec["hours"]}
+
+
+_TEMPLATES = {"confirmation": _confirmation, "receipt": _receipt, "renewal": _renewal,
+              "console_invitation": _console_invitation, "console_password": _console_password}
+
+
+def queue_console_email(session: Session, to: str, template: str, locale: str, *,
+                        campaign=None, **facts) -> OutboxMessage:
+    """Queue an email of the console (an invitation, a password link) to a team member.
+
+    Such an email is about the person's account, not about a supporter's consent, so it has
+    no manage link; ``campaign`` is the one it is about, if any.
+    """
+    sender = current_app.config["MAIL_FROM"]
+    spec = {"template": template, "to": to, "from": sender,
+            "locale": locale if locale in notices.LOCALES else notices.LOCALES[0],
+            "date": format_datetime(utcnow()),
+            "message_id": make_msgid(domain=_sender_domain(sender)),
+            "campaign": ({name: getattr(campaign, name) for name in _CAMPAIGN_FIELDS}
+                         if campaign is not None else None), **facts}
+    return outbox.enqueue(session, kind=KIND, recipient=to,
+                          campaign_id=campaign.id if campaign is not None else None,
+                          payload=json.dumps(spec, separators=(",", ":"), ensure_ascii=False))
 
 
 def _boundary(message_id: str, part: str) -> str:
@@ -236,12 +268,12 @@ def _boundary(message_id: str, part: str) -> str:
 
 def compose(spec: dict) -> EmailMessage:
     """The email a queued payload describes (see :func:`message_bytes`)."""
-    campaign = SimpleNamespace(**spec["campaign"])
+    campaign = SimpleNamespace(**spec["campaign"]) if spec.get("campaign") else None
     locale = spec["locale"]
     with force_locale(locale):
         title, context = _TEMPLATES[spec["template"]](spec, campaign)
         text, html = _render(spec["template"], locale=locale, campaign=campaign, preview=title,
-                             manage_url=spec["manage_url"], **context)
+                             manage_url=spec.get("manage_url"), **context)
     to = spec["to"]
     # An address with a non-ASCII local part can only travel as SMTPUTF8 (RFC 6531). Lines may
     # run to RFC 5322's 998 characters: folded at 78, a long List-Unsubscribe URL would be
@@ -252,7 +284,8 @@ def compose(spec: dict) -> EmailMessage:
     message["From"] = spec["from"]
     message["To"] = to
     # Questions and "please delete me" replies should reach the controller, not a no-reply box.
-    message["Reply-To"] = campaign.contact_email
+    if campaign is not None:
+        message["Reply-To"] = campaign.contact_email
     message["Subject"] = _one_line(title)
     message["Date"] = spec["date"]
     message["Message-ID"] = spec["message_id"]

@@ -86,6 +86,10 @@ class Campaign(Base):
     # this row first, which serialises appends per campaign on every database.
     ledger_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     ledger_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    # Consent texts the campaign's team wrote and published, by "purpose:network:locale"; an
+    # item without one shows the catalogue's text. Kept on the row the widget reads anyway, so
+    # a custom text costs the form page no query.
+    notice_texts: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -274,6 +278,8 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # The HTTP status of the last webhook attempt that got an answer, shown in the console.
+    last_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -295,3 +301,115 @@ class WebhookEndpoint(Base):
     disabled_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- the campaign console ------------------------------------------------------------------
+#: Roles within a campaign, from most to least allowed.
+OWNER, EDITOR, VIEWER = "owner", "editor", "viewer"
+ROLES = (OWNER, EDITOR, VIEWER)
+
+
+class AdminUser(Base):
+    """A person of a campaign's team (or the service's operator) who signs in to the console."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # argon2id; None until the person follows their set-password link.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Part of the login session's id and of every set-password link: bumping it ends every
+    # session and voids every link issued before (password changed, reset, second factor).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=1)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The time step of the last code accepted: a code is good once.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # SHA-256 of each unused recovery code.
+    recovery_codes: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Membership(Base):
+    """A user's role in one campaign."""
+
+    __tablename__ = "admin_memberships"
+    __table_args__ = (UniqueConstraint("user_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[AdminUser] = relationship()
+    campaign: Mapped[Campaign] = relationship()
+
+
+class Invitation(Base):
+    """An owner's invitation of a person to a campaign; its signed link works once."""
+
+    __tablename__ = "admin_invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    invited_by: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """One action taken in the console or by an admin command: who, what, when, from where.
+
+    Only ever inserted; the database refuses updates and deletes (see the migration)."""
+
+    __tablename__ = "admin_audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    # Kept as written: the log must still say who acted after the account is gone.
+    user_email: Mapped[str] = mapped_column(String(320), default="")
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ProofJob(Base):
+    """A proof export the console runs in the background, with its progress and its file."""
+
+    __tablename__ = "proof_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("admin_users.id"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    done: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    path: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LedgerCheck(Base):
+    """The outcome of one verification of a campaign's chain, for the compliance summary."""
+
+    __tablename__ = "ledger_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)
+    head: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
