@@ -2,9 +2,9 @@
 signed links that set a password or accept an invitation.
 
 Free of Flask's request: the console's views and the ``admin`` commands both call it. Links are
-itsdangerous tokens signed with the service's secret; each carries the account's
-``session_epoch`` (or the invitation's id), so a link works once: setting the password bumps
-the epoch, accepting an invitation marks it accepted.
+itsdangerous tokens signed with the service's secret; a set-password link carries a fingerprint
+of the account's current password hash, and an invitation link its invitation's id, so a link
+works once: setting the password changes the hash, accepting an invitation marks it accepted.
 """
 from __future__ import annotations
 
@@ -148,22 +148,27 @@ def _serializer(secret: str | bytes, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret, salt=salt)
 
 
+def _password_fingerprint(user: AdminUser) -> str:
+    return hashlib.sha256((user.password_hash or "").encode("utf-8")).hexdigest()[:16]
+
+
 def set_password_token(secret: str | bytes, user: AdminUser) -> str:
     """A link token that lets the person choose a password, once."""
-    return _serializer(secret, _SET_PASSWORD_SALT).dumps([user.id, user.session_epoch])
+    return _serializer(secret, _SET_PASSWORD_SALT).dumps([user.id, _password_fingerprint(user)])
 
 
 def user_of_set_password_token(session: Session, secret: str | bytes, token: str,
                                max_age: int) -> AdminUser:
     """The account a set-password token is for; AccountError when forged, expired or used."""
     try:
-        user_id, epoch = _serializer(secret, _SET_PASSWORD_SALT).loads(token, max_age=max_age)
+        user_id, fingerprint = _serializer(secret, _SET_PASSWORD_SALT).loads(token,
+                                                                             max_age=max_age)
     except SignatureExpired:
         raise AccountError("this link has expired; ask for a new one") from None
     except (BadSignature, TypeError, ValueError):
         raise AccountError("this link is not valid") from None
     user = session.get(AdminUser, user_id) if isinstance(user_id, int) else None
-    if user is None or user.session_epoch != epoch:
+    if user is None or not hmac.compare_digest(str(fingerprint), _password_fingerprint(user)):
         raise AccountError("this link has already been used or replaced by a newer one")
     return user
 

@@ -319,8 +319,8 @@ class AdminUser(Base):
     # argon2id; None until the person follows their set-password link.
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Part of the login session's id and of every set-password link: bumping it ends every
-    # session and voids every link issued before (password changed, reset, second factor).
+    # Part of the login session's id: bumping it ends every session of the account (sign-out,
+    # new password, second factor changed).
     session_epoch: Mapped[int] = mapped_column(Integer, default=1)
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     # The time step of the last code accepted: a code is good once.

@@ -83,7 +83,9 @@ def second_factor():
 
 @route("/logout", access=SIGNED_IN, methods=["POST"])
 def logout():
-    """Sign out; the session is emptied."""
+    """Sign out everywhere: the account's epoch moves on, so no copy of any of its session
+    cookies (a shared computer, a stolen cookie) is signed in any more."""
+    current_user.row.session_epoch += 1
     log("logout", campaign=None)
     db.session().commit()
     logout_user()

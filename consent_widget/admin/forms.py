@@ -11,6 +11,7 @@ from flask import current_app, session
 from flask_babel import lazy_gettext as _l
 from wtforms import EmailField, Form, PasswordField, SelectField, StringField
 from wtforms.csrf.session import SessionCSRF
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from ..accounts import MAX_PASSWORD_LENGTH
@@ -88,4 +89,4 @@ class InviteForm(ConsoleForm):
 
     email = EmailField(_l("Email address"), validators=[DataRequired(), Email(),
                                                         Length(max=320)])
-    role = SelectField(_l("Role"), choices=[(r, r) for r in ROLES], default="viewer")
+    role = SelectField(_l("Role"), choices=[SelectChoice(r) for r in ROLES], default="viewer")

@@ -5,6 +5,7 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_babel import gettext
 from flask_login import current_user
 from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
 
 from .. import accounts, audit, db, mail
 from ..models import ROLES, Membership
@@ -14,7 +15,7 @@ from .forms import InviteForm
 
 def _invite_form(data=None) -> InviteForm:
     form = InviteForm(data)
-    form.role.choices = [(role, role_label(role)) for role in ROLES]
+    form.role.choices = [SelectChoice(role, role_label(role)) for role in ROLES]
     return form
 
 
