@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ def create_user(session: Session, email: str, *, operator: bool = False) -> Admi
     except InvalidEmail as exc:
         raise AccountError(str(exc)) from None
     if user_by_email(session, address) is not None:
-        raise AccountError(f"an account for {address} exists already")
+        raise AccountError(gettext("An account for %(email)s exists already.", email=address))
     user = AdminUser(email=address, is_operator=operator, session_epoch=1, recovery_codes=[],
                      created_at=utcnow())
     session.add(user)
@@ -85,7 +86,7 @@ def team(session: Session, campaign: Campaign) -> list[Membership]:
 def grant(session: Session, user: AdminUser, campaign: Campaign, role: str) -> Membership:
     """Give ``user`` ``role`` in ``campaign`` (replacing the role they had); flushed."""
     if role not in ROLES:
-        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        raise AccountError(gettext("The role must be one of %(roles)s.", roles=", ".join(ROLES)))
     member = membership(session, user, campaign)
     if member is None:
         member = Membership(user_id=user.id, campaign_id=campaign.id, role=role,
@@ -93,7 +94,7 @@ def grant(session: Session, user: AdminUser, campaign: Campaign, role: str) -> M
         session.add(member)
     else:
         if member.role == OWNER and role != OWNER and _owners(session, campaign) == 1:
-            raise AccountError("a campaign keeps at least one owner")
+            raise AccountError(gettext("A campaign keeps at least one owner."))
         member.role = role
     session.flush()
     return member
@@ -102,7 +103,7 @@ def grant(session: Session, user: AdminUser, campaign: Campaign, role: str) -> M
 def remove_member(session: Session, member: Membership) -> None:
     """Take a person out of a campaign; its last owner cannot be removed."""
     if member.role == OWNER and _owners(session, member.campaign) == 1:
-        raise AccountError("a campaign keeps at least one owner")
+        raise AccountError(gettext("A campaign keeps at least one owner."))
     session.delete(member)
     session.flush()
 
@@ -116,11 +117,13 @@ def _owners(session: Session, campaign: Campaign) -> int:
 def check_new_password(password: str, email: str, min_length: int) -> None:
     """Refuse a password that is too short, too long, or the account's own address."""
     if len(password) < min_length:
-        raise AccountError(f"the password must have at least {min_length} characters")
+        raise AccountError(gettext("The password must have at least %(num)d characters.",
+                                   num=min_length))
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise AccountError(f"the password may have at most {MAX_PASSWORD_LENGTH} characters")
+        raise AccountError(gettext("The password may have at most %(num)d characters.",
+                                   num=MAX_PASSWORD_LENGTH))
     if password.strip().lower() == email.lower():
-        raise AccountError("the password may not be the email address")
+        raise AccountError(gettext("The password may not be the email address."))
 
 
 def set_password(user: AdminUser, password: str, min_length: int) -> None:
@@ -164,12 +167,12 @@ def user_of_set_password_token(session: Session, secret: str | bytes, token: str
         user_id, fingerprint = _serializer(secret, _SET_PASSWORD_SALT).loads(token,
                                                                              max_age=max_age)
     except SignatureExpired:
-        raise AccountError("this link has expired; ask for a new one") from None
+        raise AccountError(gettext("This link has expired; ask for a new one.")) from None
     except (BadSignature, TypeError, ValueError):
-        raise AccountError("this link is not valid") from None
+        raise AccountError(gettext("This link is not valid.")) from None
     user = session.get(AdminUser, user_id) if isinstance(user_id, int) else None
     if user is None or not hmac.compare_digest(str(fingerprint), _password_fingerprint(user)):
-        raise AccountError("this link has already been used or replaced by a newer one")
+        raise AccountError(gettext("This link has already been used or replaced by a newer one."))
     return user
 
 
@@ -203,7 +206,7 @@ def enable_totp(user: AdminUser, secret: str, code: str) -> list[str]:
     recovery codes, shown once, kept only as hashes. Every other session ends."""
     step = totp_matches(secret, code)
     if step is None:
-        raise AccountError("that code is not the one your app shows; try the next one")
+        raise AccountError(gettext("That code is not the one your app shows; try the next one."))
     user.totp_secret = secret
     user.totp_last_step = step
     codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]
@@ -247,7 +250,7 @@ def invite(session: Session, campaign: Campaign, email: str, role: str, by: Admi
            *, days: int = 7) -> Invitation:
     """Record an invitation of ``email`` to ``campaign`` as ``role``; flushed."""
     if role not in ROLES:
-        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        raise AccountError(gettext("The role must be one of %(roles)s.", roles=", ".join(ROLES)))
     try:
         address = normalise(email).lower()
     except InvalidEmail as exc:
@@ -271,15 +274,16 @@ def invitation_of_token(session: Session, secret: str | bytes, token: str) -> In
     try:
         public_id = _serializer(secret, _INVITATION_SALT).loads(token)
     except (BadSignature, TypeError, ValueError):
-        raise AccountError("this invitation link is not valid") from None
+        raise AccountError(gettext("This invitation link is not valid.")) from None
     invitation = session.scalars(select(Invitation).where(
         Invitation.public_id == public_id)).first() if isinstance(public_id, str) else None
     if invitation is None:
-        raise AccountError("this invitation link is not valid")
+        raise AccountError(gettext("This invitation link is not valid."))
     if invitation.accepted_at is not None:
-        raise AccountError("this invitation has already been used")
+        raise AccountError(gettext("This invitation has already been used."))
     if invitation.expires_at <= utcnow():
-        raise AccountError("this invitation has expired; ask the campaign's owner for a new one")
+        raise AccountError(gettext("This invitation has expired; ask the campaign's owner for "
+                                   "a new one."))
     return invitation
 
 

@@ -49,7 +49,7 @@ def test_admin_create_prints_a_link_that_sets_the_password_once(app, runner, cam
     token = csrf_token(client, path)
     short = client.post(path, data={"csrf_token": token, "password": "short",
                                     "confirm": "short"})
-    assert short.status_code == 400 and "at least 12" in short.get_data(as_text=True)
+    assert short.status_code == 400 and "12" in short.get_data(as_text=True)
     done = client.post(path, data={"csrf_token": token, "password": PASSWORD,
                                    "confirm": PASSWORD})
     assert done.status_code == 302
@@ -84,6 +84,7 @@ def test_a_forged_or_expired_set_password_link_is_refused(app, campaign):
         token = accounts.set_password_token(app.config["SECRET_KEY"], user)
         forged = accounts.set_password_token("another secret", user)
     client = app.test_client()
+    client.get("/admin/login?lang=en")
     assert client.get(f"/admin/password/set/{forged}").status_code == 400
     assert client.get(f"/admin/password/set/{token[:-2]}xx").status_code == 400
     app.config["ADMIN_LINK_MAX_AGE"] = -1
@@ -95,10 +96,12 @@ def test_a_forged_or_expired_set_password_link_is_refused(app, campaign):
 def test_a_wrong_password_or_unknown_account_is_refused_alike(app, campaign):
     make_user(app, "owner@marie2027.test", slug="demo")
     client = app.test_client()
+    client.get("/admin/login?lang=en")
     wrong = sign_in(client, "owner@marie2027.test", "not the password at all")
     unknown = sign_in(client, "nobody@marie2027.test", "not the password at all")
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.get_data(as_text=True).count("do not match") == 1
+    for page in (wrong, unknown):
+        assert "do not match an account" in page.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
     assert len(_audit(app, "login.failed")) == 1
 
@@ -245,6 +248,7 @@ def test_password_reset_emails_a_link_and_tells_nobody_whether_the_account_exist
     app.config["MAIL_URL"] = smtp_server.url
     make_user(app, "owner@marie2027.test", slug="demo")
     client = app.test_client()
+    client.get("/admin/login?lang=en")
     for email in ("owner@marie2027.test", "nobody@marie2027.test"):
         response = client.post("/admin/password/forgot",
                                data={"csrf_token": csrf_token(client, "/admin/password/forgot"),
