@@ -46,17 +46,16 @@ def _http_url(url: str, what: str) -> str:
     return url.strip()
 
 
-def create_campaign(session: Session, slug: str, *, name: str, controller: str,
-                    contact_email: str, policy_url: str, origins=(), locale: str = "fr",
-                    networks=(), controller_address: str = "", jurisdiction: str = "FR",
-                    validity_days: int = 730) -> Campaign:
-    """Create a campaign after checking every field; records the first version of its notices."""
-    if not SLUG_RE.match(slug or ""):
-        raise InvalidCampaign("the slug must be 1-64 lower-case letters, digits or hyphens")
-    if session.scalars(select(Campaign.id).where(Campaign.slug == slug)).first() is not None:
-        raise InvalidCampaign(f"a campaign {slug!r} exists already")
-    if not name.strip() or not controller.strip():
+def _checked(name: str, controller: str, contact_email: str, policy_url: str, origins,
+             locale: str, networks, controller_address: str, validity_days: int) -> dict:
+    """Every campaign field checked and normalised, as the columns to store; raise
+    InvalidCampaign naming the first field that is not acceptable."""
+    if not (name or "").strip() or not (controller or "").strip():
         raise InvalidCampaign("the name and the controller are required")
+    if len(name.strip()) > 200 or len(controller.strip()) > 200 \
+            or len((controller_address or "").strip()) > 500:
+        raise InvalidCampaign("the name and the controller have at most 200 characters, "
+                              "the address 500")
     try:
         contact = normalise(contact_email)
     except InvalidEmail as exc:
@@ -68,20 +67,62 @@ def create_campaign(session: Session, slug: str, *, name: str, controller: str,
     if unknown:
         raise InvalidCampaign(f"unknown network(s) {', '.join(unknown)}; "
                               f"known: {', '.join(KNOWN_NETWORKS)}")
-    if not 1 <= validity_days <= 3650:
+    if not isinstance(validity_days, int) or not 1 <= validity_days <= 3650:
         raise InvalidCampaign("validity must be between 1 and 3650 days")
-    campaign = Campaign(
-        slug=slug, name=name.strip(), controller=controller.strip(),
-        controller_address=controller_address.strip(), contact_email=contact,
-        policy_url=_http_url(policy_url, "the policy URL"), locale=locale,
-        jurisdiction=jurisdiction, networks=networks,
-        origins=list(dict.fromkeys(origin_of(o) for o in origins)), validity_days=validity_days,
-    )
-    session.add(campaign)
-    session.flush()
+    if len(policy_url or "") > 2000:
+        raise InvalidCampaign("the policy URL has at most 2000 characters")
+    return {"name": name.strip(), "controller": controller.strip(),
+            "controller_address": (controller_address or "").strip(), "contact_email": contact,
+            "policy_url": _http_url(policy_url, "the policy URL"), "locale": locale,
+            "networks": networks, "origins": list(dict.fromkeys(origin_of(o) for o in origins)),
+            "validity_days": validity_days}
+
+
+def _record_notices(session: Session, campaign: Campaign) -> None:
+    """Record the version of every text the campaign's widget now shows (a new name,
+    controller or network changes the catalogue's texts)."""
     for locale_ in notices.LOCALES:
         for purpose, network in notices.offered_items(campaign):
             notices.current_notice(session, campaign, purpose, network, locale_)
+
+
+def create_campaign(session: Session, slug: str, *, name: str, controller: str,
+                    contact_email: str, policy_url: str, origins=(), locale: str = "fr",
+                    networks=(), controller_address: str = "", jurisdiction: str = "FR",
+                    validity_days: int = 730) -> Campaign:
+    """Create a campaign after checking every field; records the first version of its notices."""
+    if not SLUG_RE.match(slug or ""):
+        raise InvalidCampaign("the slug must be 1-64 lower-case letters, digits or hyphens")
+    if session.scalars(select(Campaign.id).where(Campaign.slug == slug)).first() is not None:
+        raise InvalidCampaign(f"a campaign {slug!r} exists already")
+    values = _checked(name, controller, contact_email, policy_url, origins, locale, networks,
+                      controller_address, validity_days)
+    campaign = Campaign(slug=slug, jurisdiction=jurisdiction, **values)
+    session.add(campaign)
+    session.flush()
+    _record_notices(session, campaign)
+    return campaign
+
+
+#: The fields :func:`update_campaign` changes; the slug (in every embed code) never changes.
+UPDATABLE = ("name", "controller", "controller_address", "contact_email", "policy_url",
+             "origins", "locale", "networks", "validity_days")
+
+
+def update_campaign(session: Session, campaign: Campaign, **changes) -> Campaign:
+    """Change some of a campaign's fields with the checks of :func:`create_campaign`; the
+    fields not named keep their values. Records the new notice versions it causes; flushed."""
+    unknown = sorted(set(changes) - set(UPDATABLE))
+    if unknown:
+        raise InvalidCampaign(f"cannot change {', '.join(unknown)}")
+    current = {field: getattr(campaign, field) for field in UPDATABLE}
+    values = _checked(**{**current, **changes})
+    for field, value in values.items():
+        if getattr(campaign, field) != value:
+            # New lists, so that the JSON columns are seen as changed.
+            setattr(campaign, field, list(value) if isinstance(value, list) else value)
+    session.flush()
+    _record_notices(session, campaign)
     return campaign
 
 

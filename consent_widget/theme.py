@@ -29,6 +29,8 @@ LIGHT_BACKGROUND, DARK_BACKGROUND = "#ffffff", "#16161a"
 MIN_CONTRAST = 4.5
 
 _HEX = re.compile(r"#[0-9a-f]{6}")
+#: The campaign columns a theme is made of.
+COLUMNS = ("theme_accent", "theme_font", "theme_radius", "theme_scheme")
 
 
 class InvalidTheme(ValueError):

@@ -17,17 +17,21 @@ CONFIRM = "confirm"
 MANAGE = "manage"
 UNSUBSCRIBE = "unsubscribe"
 FORM = "form"
+#: A look the console's settings page shows in the real widget before it is saved.
+PREVIEW = "preview"
 _SALTS = {
     CONFIRM: "consent_widget.confirm.v1",
     MANAGE: "consent_widget.manage.v1",
     UNSUBSCRIBE: "consent_widget.unsubscribe.v1",
     FORM: "consent_widget.form-csrf.v1",
+    PREVIEW: "consent_widget.theme-preview.v1",
 }
 _MAX_AGE_SETTINGS = {
     CONFIRM: "CONFIRM_MAX_AGE",
     MANAGE: "MANAGE_MAX_AGE",
     UNSUBSCRIBE: "MANAGE_MAX_AGE",
     FORM: "FORM_MAX_AGE",
+    PREVIEW: "FORM_MAX_AGE",
 }
 
 

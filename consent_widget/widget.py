@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from functools import lru_cache
+from types import SimpleNamespace
 from urllib.parse import urlencode, urlsplit
 
 from flask import (Blueprint, current_app, g, jsonify, render_template, request,
@@ -18,7 +19,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
-from . import campaigns, db, i18n, ledger, notices, theme, urls
+from . import campaigns, db, i18n, ledger, notices, theme, tokens, urls
 from .emails import lookup_key
 from .forms import SignupForm, allowed_origin
 from .models import NEWSLETTER
@@ -129,10 +130,26 @@ def _campaign_or_404(slug: str):
     if campaign is None:
         raise NotFound(_("There is no sign-up form at this address. Please check the link."))
     g.campaign = campaign
-    g.theme = theme.of(campaign)
+    g.theme = _previewed_theme(campaign) or theme.of(campaign)
     # Must be set before anything asks flask_babel for the locale, which is then cached.
     g.campaign_locale = campaign.locale
     return campaign
+
+
+def _previewed_theme(campaign):
+    """The look a console user is trying out (``?preview=``, signed by the console for this
+    campaign), or None. Its values are validated again like any campaign's."""
+    token = request.args.get("preview") if request.method == "GET" else None
+    if not token:
+        return None
+    try:
+        payload = tokens.loads(tokens.PREVIEW, token)
+    except (tokens.TokenInvalid, tokens.TokenExpired):
+        return None
+    look = payload.get("look")
+    if payload.get("c") != campaign.id or not isinstance(look, dict):
+        return None
+    return theme.of(SimpleNamespace(**{column: look.get(column) for column in theme.COLUMNS}))
 
 
 def _embedding_origin(campaign) -> str:
