@@ -199,10 +199,11 @@ def _before():
 
 @bp.after_request
 def _headers(response):
-    response.headers["Content-Security-Policy"] = (
+    # A view may set a stricter policy of its own (the charts' SVG documents).
+    response.headers.setdefault("Content-Security-Policy", (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "frame-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
-        "frame-ancestors 'none'")
+        "frame-ancestors 'none'"))
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Set-password and invitation links carry their token in the path.
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -274,7 +275,7 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="consent_console",
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
-    from . import auth, home, settings, team  # noqa: F401  (each registers its views on bp)
+    from . import auth, charts, dashboard, home, settings, team  # noqa: F401  (each registers its views on bp)
     app.register_blueprint(bp)
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from .. import accounts, db
 from ..models import Campaign
-from . import CAMPAIGN, OPERATOR, PUBLIC, SIGNED_IN, STATIC_DIR, render, route
+from . import OPERATOR, PUBLIC, SIGNED_IN, STATIC_DIR, render, route
 
 #: A year for a URL that names its content's version; an hour otherwise.
 _ASSET_MAX_AGE, _UNVERSIONED_MAX_AGE = 365 * 24 * 3600, 3600
@@ -30,12 +30,6 @@ def index():
     if len(mine) == 1 and not current_user.is_operator:
         return redirect(url_for("admin.dashboard", slug=mine[0].campaign.slug))
     return render("index.html")
-
-
-@route("/c/<slug>/", access=CAMPAIGN, read="viewer", methods=["GET"])
-def dashboard():
-    """The campaign's dashboard."""
-    return render("dashboard.html")
 
 
 @route("/operator", access=OPERATOR, methods=["GET"])
