@@ -165,11 +165,15 @@ def parse_withdrawal(value: str, campaign) -> tuple[str | None, str | None]:
 @bp.route("/w/<slug>/manage/<token>", methods=["GET", "POST"])
 def manage(slug: str, token: str):
     """GET: the subject's consents and receipts. POST: withdraw one network, a purpose, or all;
-    or erase the person's data altogether (``action=erase``)."""
+    or erase the person's data altogether: ``action=erase`` asks to confirm, and only
+    ``action=erase-confirmed`` from that page erases (it cannot be undone)."""
     campaign = g.link_campaign = _campaign(slug)
     subject = _subject(tokens.MANAGE, campaign, token)
     done = None
-    if request.method == "POST" and request.form.get("action") == "erase":
+    action = request.form.get("action") if request.method == "POST" else None
+    if action == "erase":
+        return render_template("links/erase_confirm.html", campaign=campaign, token=token)
+    if action == "erase-confirmed":
         with db.transaction() as session:
             lifecycle.erase_subject(session, campaign, subject, method="manage_page_erasure")
         return render_template("links/erased.html", campaign=campaign)

@@ -176,6 +176,15 @@ def queue_renewal(session: Session, campaign, subject, expired: list[ConsentStat
                     manage_url=urls.manage_url(campaign, subject))
 
 
+def queue_manage_link(session: Session, campaign, subject, locale: str) -> OutboxMessage | None:
+    """Queue an email with the person's manage link, sent again at their request (the campaign's
+    team answers it from the console). None for an erased address."""
+    if not subject.email:
+        return None
+    return _enqueue(session, campaign, subject.email, "manage_link", _locale_for(locale, campaign),
+                    manage_url=urls.manage_url(campaign, subject))
+
+
 # --- composing -------------------------------------------------------------------------------
 
 def _one_line(text: str) -> str:
@@ -225,6 +234,10 @@ def _renewal(spec: dict, campaign) -> tuple[str, dict]:
                    "widget_url": spec["widget_url"]}
 
 
+def _manage_link(spec: dict, campaign) -> tuple[str, dict]:
+    return gettext("Your link to manage your choices for %(campaign)s", campaign=campaign.name), {}
+
+
 def _console_invitation(spec: dict, campaign) -> tuple[str, dict]:
     title = gettext("You are invited to the consent console of %(campaign)s",
                     campaign=campaign.name)
@@ -238,6 +251,7 @@ def _console_password(spec: dict, campaign) -> tuple[str, dict]:
 
 
 _TEMPLATES = {"confirmation": _confirmation, "receipt": _receipt, "renewal": _renewal,
+              "manage_link": _manage_link,
               "console_invitation": _console_invitation, "console_password": _console_password}
 
 

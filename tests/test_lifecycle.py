@@ -92,17 +92,32 @@ def test_erasure_from_the_cli_withdraws_erases_and_keeps_a_suppression_entry(app
     assert run_json(runner, "subject", "erase", "nobody@example.test") == {"erased": []}
 
 
-def test_erasure_from_the_manage_page_needs_a_post(app, client, campaign):
+def test_erasure_from_the_manage_page_needs_a_post_then_a_confirmation(app, client, campaign):
     give(app, "demo", "ana@example.test", newsletter=True)
     path = link_path(app, "manage", email="ana@example.test")
     assert client.get(path).status_code == 200
     assert status(app, "demo", "ana@example.test", "newsletter") == "given"
-    response = client.post(path, data={"action": "erase"})
+    # The first button only asks: one click erases nothing.
+    asked = client.post(path, data={"action": "erase"})
+    assert asked.status_code == 200
+    assert 'value="erase-confirmed"' in asked.get_data(as_text=True)
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+    with app.app_context():
+        assert db.session().scalars(select(Subject.email)).one() == "ana@example.test"
+    response = client.post(path, data={"action": "erase-confirmed"})
     assert response.status_code == 200
     assert status(app, "demo", "ana@example.test", "newsletter") == "withdrawn"
     with app.app_context():
         assert db.session().scalars(select(Subject.email)).one() is None
     assert client.get(path).status_code == 404
+
+
+def test_the_erasure_confirmation_needs_the_signed_link(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "manage", email="ana@example.test")
+    forged = path[:-4] + "AAAA"
+    assert client.post(forged, data={"action": "erase-confirmed"}).status_code in (400, 404)
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
 
 
 def test_a_person_can_sign_up_again_after_erasure(app, runner, campaign):

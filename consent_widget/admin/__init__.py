@@ -275,7 +275,9 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="consent_console",
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
-    from . import auth, charts, dashboard, home, settings, team  # noqa: F401  (each registers its views on bp)
+    # Each page group registers its views on bp when imported.
+    from . import (auth, charts, dashboard, home, settings, supporters,  # noqa: F401
+                   team)
     app.register_blueprint(bp)
 
 
