@@ -29,8 +29,8 @@ HOST_PORT ?= 5001
 
 run: install instance/config.py
 	$(BIN)/consent-widget db upgrade
-	CONSENT_BASE_URL=http://127.0.0.1:$(PORT) $(BIN)/consent-widget demo setup --host-port $(HOST_PORT)
-	CONSENT_BASE_URL=http://127.0.0.1:$(PORT) CONSENT_DEV_WORKER=1 \
+	CONSENT_WEBHOOK_ALLOW_PRIVATE=1 CONSENT_BASE_URL=http://127.0.0.1:$(PORT) $(BIN)/consent-widget demo setup --host-port $(HOST_PORT)
+	CONSENT_WEBHOOK_ALLOW_PRIVATE=1 CONSENT_BASE_URL=http://127.0.0.1:$(PORT) CONSENT_DEV_WORKER=1 \
 		$(BIN)/consent-widget demo serve --port $(PORT) --host-port $(HOST_PORT)
 
 # axe-core, for the browser tests' accessibility checks, from the npm registry (git-ignored).

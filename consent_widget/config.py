@@ -91,6 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a console set-password or reset link stays valid (it works once)."),
     Setting("ADMIN_INVITATION_DAYS", 7,
             "Days a console invitation stays valid (it works once)."),
+    Setting("WEBHOOK_ALLOW_PRIVATE", False,
+            "Let webhooks go to loopback and private addresses (the demo CRM, tests). Unsafe in "
+            "production: campaign owners could make the worker post into the server's network."),
     Setting("TRUSTED_PROXIES", 0,
             "Number of reverse proxies in front of the app whose X-Forwarded-For is trusted "
             "for the client address (rate limits per address)."),

@@ -18,15 +18,15 @@ import hmac
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from . import events, outbox
+from flask import current_app, has_app_context
+
+from . import destinations, events, outbox
 from .models import Campaign, ConsentEvent, OutboxMessage, Subject, WebhookEndpoint, utcnow
 
 KIND = "webhook"
@@ -74,12 +74,21 @@ def encode(body: dict) -> bytes:
 
 
 # --- endpoints -----------------------------------------------------------------------------
+def _allow_private() -> bool:
+    """Whether webhooks may go to private addresses (the demo CRM, tests): never in production."""
+    return bool(current_app.config.get("WEBHOOK_ALLOW_PRIVATE")) if has_app_context() else False
+
+
 def _check_url(url: str) -> str:
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise InvalidEndpoint(f"not an http(s) URL: {url!r}")
     if parts.username or parts.password:
         raise InvalidEndpoint("put no credentials in the URL; the signature authenticates us")
+    try:
+        destinations.resolve(url, allow_private=_allow_private())
+    except destinations.RefusedDestination as exc:
+        raise InvalidEndpoint(str(exc)) from None
     return url
 
 
@@ -246,29 +255,22 @@ def redeliver(session: Session, campaign: Campaign, *, event_id: str | None = No
 
 
 # --- delivery ------------------------------------------------------------------------------
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failure: following it would resend a signed body somewhere unverified."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects())
-
-
 def post(url: str, secret: str, webhook_id: str, body: dict) -> int:
-    """POST one signed delivery of ``body``; return the HTTP status. Raises DeliveryFailed when
-    no answer came (refused, reset, timed out, TLS)."""
+    """POST one signed delivery of ``body``; return the HTTP status. A redirect is not
+    followed (it would resend a signed body somewhere unverified): its 3xx is the answer.
+
+    The URL's name is resolved and checked at each delivery, and the connection goes to the
+    address checked (see :mod:`consent_widget.destinations`). Raises
+    ``destinations.RefusedDestination`` for a destination refused, DeliveryFailed when no
+    answer came (refused, reset, timed out, TLS)."""
     payload = encode(body)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                **signed_headers(secret, webhook_id, payload)}
-    request = urllib.request.Request(url, data=payload, headers=headers, method="POST")
     try:
-        with _opener.open(request, timeout=TIMEOUT) as response:
-            response.read(1024)
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+        return destinations.post(url, payload, headers, timeout=TIMEOUT,
+                                 allow_private=_allow_private())
+    except destinations.RefusedDestination:
+        raise
     except (OSError, ValueError) as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
 
@@ -281,7 +283,7 @@ def send_test(campaign: Campaign, endpoint: WebhookEndpoint) -> dict:
         status=None, receipt_id=None), utcnow())
     try:
         status = post(endpoint.url, endpoint.secret, webhook_id, body)
-    except DeliveryFailed as exc:
+    except (DeliveryFailed, destinations.RefusedDestination) as exc:
         return {"ok": False, "webhook_id": webhook_id, "error": str(exc)}
     return {"ok": 200 <= status < 300, "webhook_id": webhook_id, "status": status}
 
@@ -291,6 +293,13 @@ def _disable(session: Session, endpoint_pk: int, public_id: str, reason: str) ->
                     .values(status=DISABLED, disabled_reason=reason, disabled_at=utcnow()))
     _forget_endpoints(session)
     _drop_pending(session, public_id, f"endpoint disabled: {reason}")
+    session.commit()
+
+
+def _record_answer(session: Session, message_id: int, status: int) -> None:
+    """Keep the HTTP status of the attempt on the outbox row, for the console."""
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id)
+                    .values(last_status=status).execution_options(synchronize_session=False))
     session.commit()
 
 
@@ -317,7 +326,15 @@ def deliver(app, claim: outbox.Claim) -> None:
         url, secret, endpoint_pk, public_id = (endpoint.url, endpoint.secret, endpoint.id,
                                                endpoint.public_id)
         session.rollback()  # hold no transaction (an SQLite write lock) across the request
-        status = post(url, secret, message["id"], body)
+        try:
+            status = post(url, secret, message["id"], body)
+        except destinations.RefusedDestination as exc:
+            # An address never allowed will not become allowed by retrying; a name that did
+            # not resolve may resolve later.
+            if exc.permanent:
+                raise outbox.PermanentFailure(f"destination refused: {exc}") from None
+            raise DeliveryFailed(f"destination refused: {exc}") from None
+        _record_answer(session, claim.id, status)
         if status == 410:
             _disable(session, endpoint_pk, public_id, "answered 410 Gone")
             raise outbox.PermanentFailure("410 Gone: endpoint disabled")
