@@ -18,7 +18,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProte
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from flask import Blueprint, abort, current_app, jsonify, request
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
 from . import db
 from .errors import api_error_response
@@ -233,3 +233,42 @@ def init_app(app) -> None:
     server.register_grant(ClientCredentialsGrant)
     app.extensions["consent_oauth"] = server
     app.register_blueprint(bp)
+
+
+# --- managing a campaign's clients (the console and the CLI) ----------------------------------
+def list_clients(session, campaign: Campaign) -> list[OAuthClient]:
+    """The campaign's API clients, newest first, revoked ones included."""
+    return list(session.scalars(select(OAuthClient).where(
+        OAuthClient.campaign_id == campaign.id).order_by(OAuthClient.id.desc())))
+
+
+def client_by_id(session, campaign: Campaign, client_id: str) -> OAuthClient | None:
+    """One of the campaign's clients by its ``client_id``, or None (never another campaign's)."""
+    if not client_id or len(client_id) > 64:
+        return None
+    return session.scalars(select(OAuthClient).where(
+        OAuthClient.campaign_id == campaign.id, OAuthClient.client_id == client_id)).first()
+
+
+def _revoke_tokens(session, client: OAuthClient, now) -> None:
+    session.execute(update(OAuthToken).where(OAuthToken.client_pk == client.id,
+                                             OAuthToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+
+
+def revoke_client(session, client: OAuthClient) -> None:
+    """Revoke a client and every token it holds: its next request is refused (401)."""
+    now = utcnow()
+    client.revoked_at = client.revoked_at or now
+    _revoke_tokens(session, client, now)
+    session.flush()
+
+
+def rotate_secret(session, client: OAuthClient) -> str:
+    """Give a client a new secret (returned once, stored hashed); the old one stops working,
+    and so do the tokens obtained with it, as after a leak they must."""
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = _sha256(secret)
+    _revoke_tokens(session, client, utcnow())
+    session.flush()
+    return secret

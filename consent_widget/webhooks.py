@@ -340,3 +340,24 @@ def deliver(app, claim: outbox.Claim) -> None:
             raise outbox.PermanentFailure("410 Gone: endpoint disabled")
         if not 200 <= status < 300:
             raise DeliveryFailed(f"HTTP {status}")
+
+
+def set_active(session: Session, endpoint: WebhookEndpoint, active: bool,
+               reason: str = "") -> None:
+    """Turn an endpoint off (its waiting deliveries are set aside) or back on; flushed."""
+    endpoint.status = ACTIVE if active else DISABLED
+    endpoint.disabled_reason = "" if active else reason
+    endpoint.disabled_at = None if active else utcnow()
+    if not active:
+        _drop_pending(session, endpoint.public_id, f"endpoint disabled: {reason}")
+    _forget_endpoints(session)
+    session.flush()
+
+
+def deliveries(session: Session, campaign: Campaign, endpoint: WebhookEndpoint,
+               limit: int = 100) -> list[OutboxMessage]:
+    """The endpoint's deliveries, newest first."""
+    return list(session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == KIND, OutboxMessage.campaign_id == campaign.id,
+        OutboxMessage.recipient == endpoint.public_id)
+        .order_by(OutboxMessage.id.desc()).limit(limit)))

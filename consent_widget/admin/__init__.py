@@ -276,8 +276,8 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
     # Each page group registers its views on bp when imported.
-    from . import (auth, charts, dashboard, home, settings, supporters,  # noqa: F401
-                   team)
+    from . import (auth, charts, dashboard, home, platforms, settings,  # noqa: F401
+                   supporters, team)
     app.register_blueprint(bp)
 
 
