@@ -6,18 +6,17 @@ The ledger (:mod:`consent_widget.ledger`) writes by these rules; auditors, the C
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import hashrule
 from .models import (EXPIRED, GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
                      ConsentState, Notice, Signup, Subject)
 
 #: The previous hash of a campaign's first event.
-GENESIS = "0" * 64
+GENESIS = hashrule.GENESIS
 
 
 @dataclass
@@ -80,8 +79,7 @@ def row_hash(row, campaign: Campaign, subject_public_id: str, notice_sha256: str
         "locale": row["locale"],
         "prev": row["prev_hash"],
     }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashrule.event_hash(body)
 
 
 def verify_chain(session: Session, campaign: Campaign) -> ChainReport:

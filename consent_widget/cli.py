@@ -224,8 +224,12 @@ def ledger_verify(slug):
         select(Campaign).order_by(Campaign.id)).all()
     total = 0
     heads = {}
+    from . import proof_jobs
     for campaign in chosen:
         report = chain.verify_chain(session, campaign)
+        # Kept for the console's compliance summary ("the last verification").
+        proof_jobs.record_check(session, campaign, report)
+        session.commit()
         if not report.ok:
             _print_json({"ok": False, "campaign": campaign.slug, "events": report.events,
                          "broken_event": report.broken_event, "reason": report.reason})
@@ -238,6 +242,51 @@ def ledger_verify(slug):
     else:
         result["heads"] = heads
     _print_json(result)
+
+
+@ledger_group.command("export")
+@click.argument("slug")
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
+              help="The archive to write (default: SLUG-proof-<UTC time>.zip here).")
+@with_appcontext
+def ledger_export(slug, output):
+    """Write SLUG's proof export (ledger, notices, receipts, keys) for auditors."""
+    import os
+    from datetime import datetime, timezone
+    from . import proof_export
+    campaign = _campaign_or_fail(slug)
+    path = output or f"{slug}-proof-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.zip"
+    partial = path + ".part"
+    with click.progressbar(length=max(campaign.ledger_seq, 1), label="events",
+                           file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(count, total):
+            bar.update(count - done[0])
+            done[0] = count
+
+        try:
+            with open(partial, "wb") as out:
+                result = proof_export.write_export(db.session(), campaign, out,
+                                                   progress=progress)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+    os.replace(partial, path)
+    _print_json({"file": path, **result})
+
+
+@ledger_group.command("verify-export", with_appcontext=False)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def ledger_verify_export(file):
+    """Verify a proof export with nothing but the file (no database, no settings); exit 1
+    naming the first bad file and line."""
+    from . import proof_verify
+    report = proof_verify.verify_export(file)
+    _print_json(report.as_dict())
+    if not report.ok:
+        sys.exit(1)
 
 
 # --- subjects and lifecycle ----------------------------------------------------------------
@@ -419,3 +468,7 @@ def demo_serve(port, host_port):
     """Serve the app and a demo host page on another origin; print the URLs to open."""
     from . import demo
     demo.serve(current_app._get_current_object(), port=port, host_port=host_port)
+
+
+if __name__ == "__main__":  # python -m consent_widget.cli, as the installed command
+    main()

@@ -222,7 +222,8 @@ def _csrf_field() -> Markup:
 SECTIONS = (("admin.dashboard", _l("Dashboard")), ("admin.supporters", _l("Supporters")),
             ("admin.texts", _l("Consent texts")), ("admin.settings", _l("Settings and look")),
             ("admin.embed", _l("Embed")), ("admin.platforms", _l("Platforms")),
-            ("admin.proof", _l("Proof")), ("admin.team", _l("Team")),
+            ("admin.proof", _l("Proof")), ("admin.compliance", _l("Compliance summary")),
+            ("admin.team", _l("Team")),
             ("admin.audit_log", _l("Audit log")))
 _ROLE_LABELS = {OWNER: _l("owner"), EDITOR: _l("editor"), VIEWER: _l("viewer")}
 
@@ -276,8 +277,8 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
     # Each page group registers its views on bp when imported.
-    from . import (auth, charts, dashboard, home, platforms, settings,  # noqa: F401
-                   supporters, team)
+    from . import (auth, charts, dashboard, home, platforms, proof,  # noqa: F401
+                   settings, supporters, team)
     app.register_blueprint(bp)
 
 

@@ -53,8 +53,8 @@ def console_pages(app) -> list[str]:
         access = app.view_functions[rule.endpoint].admin_access["access"]
         if rule.arguments - {"slug"} or access == "public" and rule.arguments:
             continue
-        if rule.endpoint in ("admin.static",):
-            continue
+        if rule.endpoint == "admin.static" or "." in rule.rule.rsplit("/", 1)[-1]:
+            continue  # assets and files (charts, archives, receipts), not pages
         paths.append(rule.build({"slug": SLUG}, append_unknown=False)[1])
     return sorted(paths)
 
