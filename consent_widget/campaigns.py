@@ -133,3 +133,20 @@ _BY_SLUG = select(Campaign).where(Campaign.slug == bindparam("slug"))
 def by_slug(session: Session, slug: str) -> Campaign | None:
     """The campaign with this slug, or None."""
     return session.scalars(_BY_SLUG, {"slug": slug}).first()
+
+
+def all_campaigns(session: Session) -> list[Campaign]:
+    """Every campaign, oldest first."""
+    return list(session.scalars(select(Campaign).order_by(Campaign.id)))
+
+
+def describe(campaign: Campaign) -> dict:
+    """A campaign's settings as the command line prints them."""
+    return {"slug": campaign.slug, "name": campaign.name, "controller": campaign.controller,
+            "controller_address": campaign.controller_address,
+            "contact_email": campaign.contact_email, "policy_url": campaign.policy_url,
+            "locale": campaign.locale, "networks": list(campaign.networks),
+            "origins": list(campaign.origins), "validity_days": campaign.validity_days,
+            "theme": {"accent": campaign.theme_accent or None, "font": campaign.theme_font,
+                      "radius": campaign.theme_radius, "scheme": campaign.theme_scheme},
+            "created_at": campaign.created_at.isoformat()}

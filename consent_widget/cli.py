@@ -111,6 +111,66 @@ def campaign_create(slug, name, controller, contact_email, policy_url, origins, 
     _print_json(embed.describe(campaign, current_app.config["BASE_URL"]))
 
 
+@campaign_group.command("list")
+@with_appcontext
+def campaign_list():
+    """List every campaign and its settings."""
+    _print_json([campaigns.describe(c) for c in campaigns.all_campaigns(db.session())])
+
+
+@campaign_group.command("update")
+@click.argument("slug")
+@click.option("--name", default=None, help="The campaign's public name.")
+@click.option("--controller", default=None, help="Who controls the data.")
+@click.option("--contact-email", default=None, help="Where supporters can write about their data.")
+@click.option("--policy-url", default=None, help="The privacy policy's URL.")
+@click.option("--address", default=None, help="The controller's postal address, for receipts.")
+@click.option("--origin", "origins", multiple=True,
+              help="A site allowed to embed the widget (repeatable; replaces the list).")
+@click.option("--network", "networks", multiple=True,
+              help="A social network to ask about (repeatable; replaces the list).")
+@click.option("--locale", default=None, type=click.Choice(["fr", "en"]))
+@click.option("--validity-days", default=None, type=int,
+              help="Days a consent lasts before it must be renewed.")
+@click.option("--accent", default=None, help="The widget's accent colour, #rrggbb; '' for the "
+              "default.")
+@click.option("--font", default=None,
+              type=click.Choice(["system", "humanist", "geometric", "serif"]))
+@click.option("--radius", default=None, type=int, help="Corner radius, 0-16 px.")
+@click.option("--scheme", default=None, type=click.Choice(["auto", "light", "dark"]))
+@with_appcontext
+def campaign_update(slug, name, controller, contact_email, policy_url, address, origins,
+                    networks, locale, validity_days, accent, font, radius, scheme):
+    """Change the options given of campaign SLUG (the others keep their values); print it.
+
+    Every value is checked as by create; the look's four values are checked together, so a
+    new scheme must still suit the accent kept. Nothing changes when one is refused.
+    """
+    from . import audit, embed, theme
+    given = {"name": name, "controller": controller, "contact_email": contact_email,
+             "policy_url": policy_url, "controller_address": address,
+             "origins": list(origins) or None, "networks": list(networks) or None,
+             "locale": locale, "validity_days": validity_days}
+    changes = {field: value for field, value in given.items() if value is not None}
+    look = {"accent": accent, "font": font, "radius": radius, "scheme": scheme}
+    with db.transaction() as session:
+        campaign = _campaign_or_fail(slug)
+        before = campaigns.describe(campaign)
+        try:
+            if changes:
+                campaigns.update_campaign(session, campaign, **changes)
+            if any(value is not None for value in look.values()):
+                theme.change(campaign, **look)
+        except (campaigns.InvalidCampaign, theme.InvalidTheme) as exc:
+            raise click.ClickException(str(exc)) from None
+        after = campaigns.describe(campaign)
+        changed = sorted(key for key in after if after[key] != before[key])
+        if changed:
+            audit.record(session, "campaign.update", campaign=campaign, target=slug,
+                         detail={"changed": changed, "via": "command line"})
+    _print_json({**embed.describe(campaign, current_app.config["BASE_URL"]), **after})
+
+
 @campaign_group.command("snippet")
 @click.argument("slug")
 @with_appcontext
@@ -142,6 +202,57 @@ def client_create(slug, name):
     _print_json({"client_id": client.client_id, "client_secret": secret,
                  "scopes": client.scopes.split(), "campaign": slug,
                  "token_url": current_app.config["BASE_URL"] + "/oauth/token"})
+
+
+@client_group.command("list")
+@click.argument("slug")
+@with_appcontext
+def client_list(slug):
+    """List campaign SLUG's API clients, revoked ones included, without their secrets."""
+    from . import oauth
+    campaign = _campaign_or_fail(slug)
+    _print_json({"campaign": slug, "clients": [
+        oauth.describe_client(c) for c in oauth.list_clients(db.session(), campaign)]})
+
+
+def _client_or_fail(client_id: str):
+    from . import oauth
+    client = oauth.find_client(db.session(), client_id)
+    if client is None:
+        raise click.ClickException(f"no API client {client_id!r}")
+    return client
+
+
+@client_group.command("revoke")
+@click.argument("client_id")
+@with_appcontext
+def client_revoke(client_id):
+    """Revoke an API client and its tokens: its next API request is refused (401)."""
+    from . import audit, oauth
+    with db.transaction() as session:
+        client = _client_or_fail(client_id)
+        oauth.revoke_client(session, client)
+        audit.record(session, "client.revoke", campaign=client.campaign, target=client_id,
+                     detail={"via": "command line"})
+    _print_json({"campaign": client.campaign.slug, **oauth.describe_client(client)})
+
+
+@client_group.command("rotate")
+@click.argument("client_id")
+@with_appcontext
+def client_rotate(client_id):
+    """Give an API client a new secret, printed once; the old secret and the tokens obtained
+    with it stop working at once."""
+    from . import audit, oauth
+    with db.transaction() as session:
+        client = _client_or_fail(client_id)
+        if client.revoked_at is not None:
+            raise click.ClickException(f"the client {client_id!r} is revoked; create another")
+        secret = oauth.rotate_secret(session, client)
+        audit.record(session, "client.rotate", campaign=client.campaign, target=client_id,
+                     detail={"via": "command line"})
+    _print_json({"campaign": client.campaign.slug, **oauth.describe_client(client),
+                 "client_secret": secret})
 
 
 # --- the console's accounts ----------------------------------------------------------------
@@ -455,8 +566,12 @@ def demo_group():
 @with_appcontext
 def demo_setup(host_port):
     """Create the demo campaign, a platform client and a signing key (once); print them."""
-    from . import demo
-    _print_json(demo.setup(current_app._get_current_object(), host_port=host_port))
+    from . import demo, webhooks
+    try:
+        _print_json(demo.setup(current_app._get_current_object(), host_port=host_port))
+    except webhooks.InvalidEndpoint as exc:
+        raise click.ClickException(f"the demo CRM's webhook: {exc} (set "
+                                   "CONSENT_WEBHOOK_ALLOW_PRIVATE=1, as make run does)") from None
 
 
 @demo_group.command("serve")

@@ -27,10 +27,31 @@ class RefusedDestination(ValueError):
         self.permanent = permanent
 
 
+#: NAT64's well-known prefix (RFC 6052): its last 32 bits are the IPv4 address reached.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _ipv4_behind(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to, for the forms that lead to one: IPv4-mapped
+    (``::ffff:127.0.0.1``), NAT64 (``64:ff9b::7f00:1``) and 6to4 (``2002:7f00:1::``)."""
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
 def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why ``address`` is not a public destination, or None when it is one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    """Why ``address`` is not a public destination, or None when it is one.
+
+    An IPv6 address that leads to an IPv4 one is judged by the IPv4 address: a public one
+    behind NAT64 passes, a 6to4 address wrapping 127.0.0.1 does not (``is_global`` alone lets
+    6to4 through, and refuses every NAT64 address).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        address = _ipv4_behind(address) or address
+        if address.version == 6 and address.is_site_local:
+            return "a site-local address"
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:
@@ -46,8 +67,9 @@ def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | No
     return None
 
 
-def resolve(url: str, *, allow_private: bool = False) -> tuple[str, int, str]:
-    """The (host name, port, checked address) to connect to for ``url``.
+def resolve(url: str, *, allow_private: bool = False) -> tuple[str, int, list[str]]:
+    """The (host name, port, checked addresses in the resolver's order) to connect to for
+    ``url``.
 
     Raises :class:`RefusedDestination` when the name does not resolve or when any of its
     addresses is not public (a name with one public and one private address is refused: which
@@ -73,35 +95,54 @@ def resolve(url: str, *, allow_private: bool = False) -> tuple[str, int, str]:
         if reason:
             raise RefusedDestination(f"{host} resolves to {address}, {reason}; webhooks go "
                                      f"only to public addresses")
-        addresses.append(str(address))
+        if str(address) not in addresses:
+            addresses.append(str(address))
     if not addresses:
         raise RefusedDestination(f"the name {host!r} has no address")
-    return host, port, addresses[0]
+    return host, port, addresses
+
+
+def _connect(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of the checked addresses that accepts one: as a client
+    resolving the name itself would, so that a name with an IPv6 address is still reached
+    from a host without IPv6 connectivity."""
+    error = None
+    for address in addresses:
+        try:
+            # A literal address: create_connection has nothing to resolve.
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to an address checked beforehand, whatever the name resolves to now."""
+    """An HTTP connection to addresses checked beforehand, whatever the name resolves to now."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float):
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float):
         super().__init__(host, port, timeout=timeout)
-        self._address = address
+        self._addresses = addresses
 
     def connect(self):
-        """Open the socket to the checked address."""
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        """Open the socket to a checked address."""
+        self.sock = _connect(self._addresses, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to a checked address; the certificate is verified for the URL's host name."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float):
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float):
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
+        self._addresses = addresses
 
     def connect(self):
-        """Open the socket to the checked address, then TLS with SNI for the host name."""
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        """Open the socket to a checked address, then TLS with SNI for the host name."""
+        sock = _connect(self._addresses, self.port, self.timeout)
+        try:
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
@@ -111,11 +152,11 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float,
     Redirects are not followed (the status is returned as it is). Raises
     :class:`RefusedDestination`, or ``OSError`` when no answer came.
     """
-    host, port, address = resolve(url, allow_private=allow_private)
+    host, port, addresses = resolve(url, allow_private=allow_private)
     parts = urlsplit(url)
     connection_class = _PinnedHTTPSConnection if parts.scheme == "https" else \
         _PinnedHTTPConnection
-    connection = connection_class(host, port, address, timeout)
+    connection = connection_class(host, port, addresses, timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request("POST", path, body=body, headers=headers)

@@ -272,3 +272,19 @@ def rotate_secret(session, client: OAuthClient) -> str:
     _revoke_tokens(session, client, utcnow())
     session.flush()
     return secret
+
+
+def find_client(session, client_id: str) -> OAuthClient | None:
+    """A client by its ``client_id`` in whichever campaign holds it, or None: for the
+    operator's command line, which names clients without their campaign. The console, which
+    acts within one campaign, uses :func:`client_by_id`."""
+    if not client_id or len(client_id) > 64:
+        return None
+    return session.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+
+
+def describe_client(client: OAuthClient) -> dict:
+    """A client as the command line prints it: never its secret, not even hashed."""
+    return {"client_id": client.client_id, "name": client.name,
+            "scopes": client.scopes.split(), "created_at": client.created_at.isoformat(),
+            "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None}

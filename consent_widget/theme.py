@@ -83,6 +83,22 @@ def validate(accent: str = "", font: str = "system", radius: int = 4,
             "theme_scheme": scheme}
 
 
+def change(campaign, *, accent: str | None = None, font: str | None = None,
+           radius: int | None = None, scheme: str | None = None) -> dict:
+    """Set the look values given (None: keep the campaign's) on ``campaign``, after checking
+    the resulting four together: a new scheme must still suit the accent kept, and the other
+    way round. Raises InvalidTheme and changes nothing when they do not; returns the columns."""
+    current = {"accent": campaign.theme_accent or "", "font": campaign.theme_font or "system",
+               "radius": campaign.theme_radius if campaign.theme_radius is not None else 4,
+               "scheme": campaign.theme_scheme or "auto"}
+    given = {"accent": accent, "font": font, "radius": radius, "scheme": scheme}
+    values = validate(**{key: current[key] if value is None else value
+                         for key, value in given.items()})
+    for column, value in values.items():
+        setattr(campaign, column, value)
+    return values
+
+
 @dataclass(frozen=True)
 class Theme:
     """What the page needs to apply a campaign's theme: the scheme and the style rule."""

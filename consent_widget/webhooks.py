@@ -83,6 +83,9 @@ def _check_url(url: str) -> str:
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise InvalidEndpoint(f"not an http(s) URL: {url!r}")
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        # http.client would refuse them at every delivery; say so now instead.
+        raise InvalidEndpoint("the URL may not contain spaces or control characters")
     if parts.username or parts.password:
         raise InvalidEndpoint("put no credentials in the URL; the signature authenticates us")
     try:
