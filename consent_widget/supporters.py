@@ -196,9 +196,11 @@ def webhook_deliveries(session: Session, campaign: Campaign, person: Subject,
     rows = session.scalars(select(OutboxMessage).where(
         OutboxMessage.campaign_id == campaign.id, OutboxMessage.kind == webhooks.KIND,
         or_(*about)).order_by(OutboxMessage.id.desc())).all()
-    urls = dict(session.execute(select(WebhookEndpoint.public_id, WebhookEndpoint.url).where(
-        WebhookEndpoint.campaign_id == campaign.id,
-        WebhookEndpoint.public_id.in_({row.recipient for row in rows}))).all()) if rows else {}
+    urls = {}
+    if rows:
+        urls = dict(session.execute(select(WebhookEndpoint.public_id, WebhookEndpoint.url).where(
+            WebhookEndpoint.campaign_id == campaign.id,
+            WebhookEndpoint.public_id.in_(sorted({row.recipient for row in rows})))).all())
     found = []
     for row in rows:
         message = json.loads(row.payload)

@@ -9,11 +9,12 @@ import re
 import jwt
 from sqlalchemy import select
 
-from consent_widget import db, notices, outbox, webhooks
+from consent_widget import db, notices, outbox, receipts, webhooks
 from consent_widget.campaigns import create_campaign
-from consent_widget.models import (AuditEntry, Campaign, ConsentState, OutboxMessage, Receipt,
-                                   Subject)
+from consent_widget.models import (AuditEntry, Campaign, ConsentState, Notice, OutboxMessage,
+                                   Receipt, Subject)
 
+from conftest import run_json
 from console import console, csrf_token, make_user, post
 from helpers import confirm, give, sign_up, status
 
@@ -142,11 +143,10 @@ def test_the_record_shows_history_states_emails_and_webhooks_of_this_person_only
     viewer = console(app, "viewer@marie2027.test", slug="demo", role="viewer")
     page = viewer.get(f"/admin/c/demo/supporters/{subject_id}?lang=en").get_data(as_text=True)
     with app.app_context():
-        notice_sha = db.session().scalars(select(ConsentState).join(
+        newsletter = db.session().scalars(select(ConsentState).join(
             Subject, Subject.id == ConsentState.subject_id).where(
             Subject.public_id == subject_id, ConsentState.purpose == "newsletter")).one()
-        from consent_widget.models import Notice
-        notice = db.session().get(Notice, notice_sha.notice_id)
+        notice = db.session().get(Notice, newsletter.notice_id)
     assert notice.text_sha256 in page
     # History, newest first: the confirmation's "given" above the signup's "requested".
     history = page[page.index("Ledger events about"):page.index("Signed receipts")]
@@ -232,7 +232,6 @@ def test_the_access_export_holds_everything_about_the_person_and_nobody_else(app
 
 
 def test_the_export_of_an_erased_supporter_says_what_is_left(app, runner, campaign):
-    from conftest import run_json
     give(app, "demo", ANA, newsletter=True)
     subject_id = _subject_id(app, ANA)
     run_json(runner, "subject", "erase", ANA)
@@ -282,7 +281,6 @@ def test_erasure_says_what_it_does_needs_its_confirmation_then_does_what_the_com
         # The withdrawal receipt says what the command's says.
         newest = session.scalars(select(Receipt).where(Receipt.subject_id == subject.id)
                                  .order_by(Receipt.issued_at.desc())).first()
-        from consent_widget import receipts
         assert receipts.decode(newest)["collectionMethod"] == \
             "erasure requested from the controller"
     # The suppression entry: the keyed hash still answers "withdrawn" for the address.
@@ -323,7 +321,6 @@ def test_the_manage_link_is_sent_again_through_the_outbox_in_the_persons_languag
 
 
 def test_an_erased_supporter_gets_no_email(app, runner, campaign):
-    from conftest import run_json
     give(app, "demo", ANA, newsletter=True)
     subject_id = _subject_id(app, ANA)
     run_json(runner, "subject", "erase", ANA)

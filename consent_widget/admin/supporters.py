@@ -180,7 +180,6 @@ def resend_link(subject_id):
     """Email the person their manage link again, through the outbox, in their language."""
     person = _subject(subject_id)
     if not people.resend_manage_link(db.session(), g.campaign, person):
-        db.session().rollback()
         return _record_page(person, status=409, error=gettext(
             "This supporter's address was erased: there is no one to write to."))
     log("supporter.resend_link", target=person.public_id)
