@@ -137,7 +137,33 @@ def test_forged_and_tampered_links_are_refused_and_change_nothing(app, client, c
     before = counts(app)
     assert client.get(path).status_code == 404
     assert client.post(path, data={"withdraw": "all"}).status_code == 404
+    for action in ("erase", "erase-confirmed"):
+        assert client.post(path, data={"action": action}).status_code == 404
     assert counts(app) == before
+    with app.app_context():
+        assert db.session().scalars(select(Subject.email).filter_by(
+            email="ben@example.test")).one() == "ben@example.test"
+
+
+def test_erase_my_data_asks_first_and_only_the_second_button_erases(app, client, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "manage", email="ana@example.test")
+    manage = client.get(path + "?lang=en").get_data(as_text=True)
+    assert 'name="action" value="erase"' in manage
+    before = counts(app)
+    asked = client.post(path + "?lang=en", data={"action": "erase"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Erase your data?" in page
+    assert 'value="erase-confirmed"' in page and "No, keep my data and go back" in page
+    assert "<script" not in page and "Set-Cookie" not in asked.headers
+    assert counts(app) == before and status(app, "demo", "ana@example.test", "newsletter") == "given"
+    erased = client.post(path, data={"action": "erase-confirmed"})
+    assert erased.status_code == 200 and "Set-Cookie" not in erased.headers
+    assert status(app, "demo", "ana@example.test", "newsletter") == "withdrawn"
+    with app.app_context():
+        assert db.session().scalars(select(Subject.email)).one() is None
+    # The link died with the address: the confirmation cannot be replayed.
+    assert client.post(path, data={"action": "erase-confirmed"}).status_code == 404
 
 
 @pytest.mark.parametrize("kind", ["confirm", "manage"])
@@ -152,6 +178,8 @@ def test_expired_links_say_expired_and_change_nothing(app, client, campaign, kin
     get = client.get(path)
     assert get.status_code == 410 and b"expir" in get.data.lower()
     assert client.post(path, data={"withdraw": "all"}).status_code == 410
+    if kind == "manage":
+        assert client.post(path, data={"action": "erase-confirmed"}).status_code == 410
     assert counts(app) == before
 
 
