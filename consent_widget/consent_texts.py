@@ -184,14 +184,29 @@ def diff(old_text: str, new_text: str) -> Markup:
     """The changes from ``old_text`` to ``new_text``, word by word, as HTML: removed words in
     ``<del>``, added ones in ``<ins>``, every piece of text escaped."""
     old, new = _TOKENS.findall(old_text), _TOKENS.findall(new_text)
-    pieces = []
+    runs: list[list] = []  # [changed, old piece, new piece]
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     for operation, i1, i2, j1, j2 in matcher.get_opcodes():
-        if operation == "equal":
-            pieces.append(escape("".join(old[i1:i2])))
+        piece_old, piece_new = "".join(old[i1:i2]), "".join(new[j1:j2])
+        changed = operation != "equal"
+        if changed and runs and runs[-1][0]:
+            runs[-1][1] += piece_old
+            runs[-1][2] += piece_new
+        elif changed and len(runs) > 1 and not runs[-1][0] and not runs[-1][1].strip() \
+                and runs[-2][0]:
+            # "drop that" → "add this" reads as one change, not two split by an equal space.
+            space = runs.pop()[1]
+            runs[-1][1] += space + piece_old
+            runs[-1][2] += space + piece_new
+        else:
+            runs.append([changed, piece_old, piece_new])
+    pieces = []
+    for changed, piece_old, piece_new in runs:
+        if not changed:
+            pieces.append(escape(piece_old))
             continue
-        if i2 > i1:
-            pieces.append(Markup("<del>{}</del>").format("".join(old[i1:i2])))
-        if j2 > j1:
-            pieces.append(Markup("<ins>{}</ins>").format("".join(new[j1:j2])))
+        if piece_old:
+            pieces.append(Markup("<del>{}</del>").format(piece_old))
+        if piece_new:
+            pieces.append(Markup("<ins>{}</ins>").format(piece_new))
     return Markup("").join(pieces)

@@ -89,8 +89,9 @@ PRESELECTION_WORDS = (
 CHECKED_GLYPHS = "☑☒✓✔✅🗹🗸⊠"
 _BRACKETED_TICK = re.compile(r"[\[(]\s*[xX✓✔]\s*[\])]")
 #: A tag, comment or processing instruction ("<b", "</", "<!--", "<?"), or a character
-#: reference ("&amp;", "&#60;"). A lone "<" or "&" in a sentence is plain text.
-_MARKUP = re.compile(r"<\s*[A-Za-z/!?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
+#: reference ("&amp;", "&#60;"). A "<" or "&" followed by a space, as in "a < b & c", starts
+#: no markup in HTML: it is plain text.
+_MARKUP = re.compile(r"<[A-Za-z/!?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
 
 #: Targeted advertising, in the folded text (lower case, no accents).
 _AD_TARGETING = {

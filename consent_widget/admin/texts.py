@@ -20,8 +20,9 @@ class TextForm(ConsoleForm):
     """The text of one box; the checks of :mod:`consent_widget.text_checks` judge it."""
 
     # A bound well above the checks' own, so that a huge post is turned down before any check.
-    text = TextAreaField(_l("Text of the box"),
-                         validators=[Length(max=4 * text_checks.MAX_LENGTH)])
+    text = TextAreaField(_l("Text of the box"), validators=[Length(
+        max=4 * text_checks.MAX_LENGTH,
+        message=_l("This text is far longer than a consent text can be."))])
 
 
 def _item(item: str, locale: str) -> Item:
