@@ -422,3 +422,17 @@ def test_a_text_equal_to_the_catalogues_follows_the_catalogue(app, campaign):
     assert publish(client, NEWSLETTER_FR, catalogue).status_code == 302
     assert snapshot(app)["texts"] == {}
     assert audit_entries(app)[-1].detail["source"] == "catalogue"
+
+
+def test_the_docs_list_every_word_the_checks_accept_or_refuse():
+    from pathlib import Path
+
+    from consent_widget import text_checks
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "consent-texts.md").read_text()
+    words = [word for requirement in (*text_checks.MATCHING_REQUIREMENTS,
+                                      *text_checks.NEWSLETTER_REQUIREMENTS)
+             for language in requirement.words.values() for word in language]
+    for word in (*words, *text_checks.PRESELECTION_WORDS, *text_checks.CHECKED_GLYPHS):
+        assert word.replace("*", "\\*") in docs, word
+    for requirement in (*text_checks.MATCHING_REQUIREMENTS, *text_checks.NEWSLETTER_REQUIREMENTS):
+        assert f"`{requirement.code}`" in docs, requirement.code
