@@ -166,7 +166,7 @@ def check_text(purpose: str, network: str, locale: str, text: str,
             "Say who: the text must name the data controller as the campaign's settings do "
             "(%(controller)s).", controller=campaign.controller)))
     if purpose == SOCIAL_MATCHING:
-        problems += _matching_problems(network, locale, folded)
+        problems += _matching_problems(network, folded)
         requirements = MATCHING_REQUIREMENTS
     else:
         requirements = NEWSLETTER_REQUIREMENTS
@@ -211,7 +211,7 @@ def _preselection_problems(text: str) -> list[Problem]:
     return problems
 
 
-def _matching_problems(network: str, locale: str, folded: str) -> list[Problem]:
+def _matching_problems(network: str, folded: str) -> list[Problem]:
     problems = []
     names = network_names(network)
     if not _says(folded, names, literal=True):
