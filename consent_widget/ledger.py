@@ -260,8 +260,9 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
                        erased_at=None)
     # The email for a person signing up for the first time, the usual case; someone known
     # already gets it again with the links of their own subject.
+    texts = {c.purpose + ":" + c.network: c.notice.text for c in choices}
     email_if_new = mail.confirmation_email(campaign, SimpleNamespace(**new_subject),
-                                           SimpleNamespace(**signup_values))
+                                           SimpleNamespace(**signup_values), texts)
     entries = [(c.purpose, c.network, REQUESTED if c.ticked else REFUSED, c.notice)
                for c in choices]
     lock(session, campaign)
@@ -282,7 +283,7 @@ def record_signup(session: Session, campaign: Campaign, email: str, choices: lis
     if email_if_new is not None:
         email_if_new.queue(session)
     else:
-        mail.queue_confirmation(session, campaign, subject, signup)
+        mail.queue_confirmation(session, campaign, subject, signup, texts)
     metrics.count_on_commit(session, metrics.SIGNUPS)
     return signup
 

@@ -99,16 +99,18 @@ def _items(pairs) -> list[list[str]]:
     return [[purpose, network] for purpose, network in pairs]
 
 
-def queue_confirmation(session: Session, campaign, subject, signup) -> OutboxMessage:
-    """Queue the double opt-in email of ``signup`` in its language, listing what was ticked.
+def queue_confirmation(session: Session, campaign, subject, signup,
+                       texts: dict[str, str] | None = None) -> OutboxMessage:
+    """Queue the double opt-in email of ``signup`` in its language, listing what was ticked
+    with ``texts``, the words shown for each ticked ``"purpose:network"``.
 
     Its subject line and preview name the campaign and nothing else: an inbox preview must not
     tell a passer-by which political causes the person supports.
     """
-    return confirmation_email(campaign, subject, signup).queue(session)
+    return confirmation_email(campaign, subject, signup, texts).queue(session)
 
 
-def confirmation_email(campaign, subject, signup) -> Email:
+def confirmation_email(campaign, subject, signup, texts: dict[str, str] | None = None) -> Email:
     """The email :func:`queue_confirmation` queues, not queued yet."""
     items = [(item.partition(":"), ticked) for item, ticked in signup.choices.items()]
     return _email(
@@ -116,6 +118,8 @@ def confirmation_email(campaign, subject, signup) -> Email:
         ticked=_items((purpose, network) for (purpose, _, network), ticked in items if ticked),
         unticked=_items((purpose, network) for (purpose, _, network), ticked in items
                         if not ticked),
+        # The words the person agreed to, so the email they confirm from says what they confirm.
+        texts={item: text for item, text in (texts or {}).items() if signup.choices.get(item)},
         confirm_url=urls.confirm_url(campaign, signup),
         manage_url=urls.manage_url(campaign, subject),
         days=max(1, int(current_app.config["CONFIRM_MAX_AGE"]) // 86400))
@@ -209,8 +213,11 @@ def _labels(campaign, items) -> list[str]:
 
 def _confirmation(spec: dict, campaign) -> tuple[str, dict]:
     title = gettext("Confirm your email address for %(campaign)s", campaign=campaign.name)
+    texts = spec.get("texts") or {}  # not in emails queued before the texts were added
     return title, {
-        "ticked": _labels(campaign, spec["ticked"]),
+        "ticked": [(label, texts.get(f"{purpose}:{network}", ""))
+                   for label, (purpose, network) in zip(_labels(campaign, spec["ticked"]),
+                                                        spec["ticked"])],
         "unticked": _labels(campaign, spec["unticked"]),
         "confirm_url": spec["confirm_url"],
         "validity": ngettext("This link works for %(num)d day.",

@@ -1,8 +1,9 @@
 """Versioned consent texts per purpose, network and language, and the hash of what was shown.
 
-The text is built from the translation catalogues and the campaign's details. Each distinct text
-gets a version number the first time it is shown; the ledger records which version each consent
-was given on, and the receipt carries the SHA-256 of the exact text.
+A box shows the text the campaign's team published for it, or else the catalogue's, built from
+the translation catalogues and the campaign's details. Each distinct text gets a version number
+the first time it is shown; the ledger records which version each consent was given on, and the
+receipt carries the SHA-256 of the exact text.
 """
 from __future__ import annotations
 
@@ -41,8 +42,22 @@ def item_label(campaign: Campaign, purpose: str, network: str) -> str:
     raise ValueError(f"unknown purpose {purpose!r}")
 
 
+def text_key(purpose: str, network: str, locale: str) -> str:
+    """The key of one box's text in a campaign's published texts: ``"purpose:network:locale"``."""
+    return f"{purpose}:{network}:{locale}"
+
+
 def notice_text(campaign: Campaign, purpose: str, network: str, locale: str) -> str:
-    """The exact consent text for one box, in ``locale``."""
+    """The exact consent text for one box, in ``locale``: the text the campaign's team
+    published for it (see :mod:`consent_widget.consent_texts`), else the catalogue's."""
+    published = (campaign.notice_texts or {}).get(text_key(purpose, network, locale))
+    if published:
+        return published
+    return catalogue_text(campaign, purpose, network, locale)
+
+
+def catalogue_text(campaign: Campaign, purpose: str, network: str, locale: str) -> str:
+    """The catalogue's consent text for one box, in ``locale``, with the campaign's details."""
     with force_locale(locale):
         if purpose == NEWSLETTER:
             return gettext(

@@ -278,7 +278,7 @@ def init_app(app) -> None:
     login_manager.init_app(app)
     # Each page group registers its views on bp when imported.
     from . import (auth, charts, dashboard, home, platforms, proof,  # noqa: F401
-                   settings, supporters, team)
+                   settings, supporters, team, texts)
     app.register_blueprint(bp)
 
 
