@@ -274,7 +274,7 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="consent_console",
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
-    from . import auth, home, settings, team  # noqa: F401  (each registers its views on bp)
+    from . import auth, embed, home, operator, settings, team  # noqa: F401  (each registers its views on bp)
     app.register_blueprint(bp)
 
 
