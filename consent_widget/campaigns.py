@@ -41,7 +41,8 @@ def origin_of(url: str) -> str:
 
 
 #: A host name as a browser serialises it in an origin: ASCII labels (an IDN as its A-label).
-_HOST_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*$")
+_LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
+_HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
 def _host(hostname: str, url: str) -> str:
