@@ -24,7 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
 
     from . import api, db, embed, errors, i18n, links, oauth, outbox, receipts, widget
-    from . import admin, cookies, health, limits, logs, metrics
+    from . import admin, cookies, health, landing, limits, logs, metrics
     cookies.init_app(app)
     logs.init_app(app)  # first: every later hook and log line has the request id
     metrics.init_app(app)
@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(receipts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
+    app.register_blueprint(landing.bp)
     admin.init_app(app)
     health.init_app(app)
     limits.init_app(app)  # last: it wraps the views registered above

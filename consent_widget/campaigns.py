@@ -1,6 +1,7 @@
 """Campaign set-up: validation of what a candidate's team enters, and the campaign record."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -33,10 +34,34 @@ def origin_of(url: str) -> str:
     parts = _split(url, "origin")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidCampaign(f"{url!r} is not an http(s) origin")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise InvalidCampaign(f"{url!r} must be an origin only, like https://example.org")
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    return f"{parts.scheme}://{_host(parts.hostname, url)}{port}"
+
+
+#: A host name as a browser serialises it in an origin: ASCII labels (an IDN as its A-label).
+_LABEL = r"[a-z0-9_][a-z0-9_-]{0,62}"
+_HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def _host(hostname: str, url: str) -> str:
+    """The host of an origin as browsers write it; anything else is refused, since origins go
+    into the widget's CSP header, where a space, a comma or a semicolon would add sources or
+    directives of the writer's choosing."""
+    if ":" in hostname and "%" not in hostname:  # a zone id means nothing to another host
+        try:
+            # urlsplit drops an IPv6 address's brackets; an origin keeps them (RFC 3986).
+            return f"[{ipaddress.IPv6Address(hostname).compressed}]"
+        except ValueError:
+            raise InvalidCampaign(f"{url!r} does not name a valid host") from None
+    try:
+        host = hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise InvalidCampaign(f"{url!r} does not name a valid host") from None
+    if not _HOST_RE.match(host):
+        raise InvalidCampaign(f"{url!r} does not name a valid host")
+    return host
 
 
 def _http_url(url: str, what: str) -> str:

@@ -1,19 +1,27 @@
-"""The local demo behind ``make run``: a demo campaign and platform client, the app, a host page
-on another origin that embeds the widget, and a page listing the development outbox."""
+"""The local demo behind ``make run``: a demo campaign, its owner's console account and a
+platform client, the app, a host page on another origin that embeds the widget, and a page
+listing the development outbox."""
 from __future__ import annotations
 
 import email
 import email.policy
+import ipaddress
 import json
 import os
 import threading
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, render_template, send_from_directory
 from werkzeug.serving import make_server
 
-from . import campaigns, db, embed, keys, lifecycle, mail, oauth, outbox, webhooks
+from . import (accounts, audit, campaigns, db, embed, keys, lifecycle, mail, oauth, outbox,
+               webhooks)
 
 DEMO_SLUG = "demo"
+#: The demo campaign's owner in the console. A password everyone can read: the account is
+#: made only by ``demo setup``, and only for a service on a loopback address.
+DEMO_OWNER = "owner@example.org"
+DEMO_PASSWORD = "demo-console-passphrase"
 #: The demo CRM (examples/platform) beside the service: the platform side of the loop.
 CRM_PORT = 5002
 _CRM_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -22,8 +30,8 @@ dev_bp = Blueprint("dev", __name__)
 
 
 def setup(app, host_port: int = 5001) -> dict:
-    """Create the demo campaign, a platform client and a signing key unless they exist; let the
-    demo host page on ``host_port`` frame the widget."""
+    """Create the demo campaign, its owner's console account, a platform client and a signing
+    key unless they exist; let the demo host page on ``host_port`` frame the widget."""
     host_origins = [f"http://127.0.0.1:{host_port}", f"http://localhost:{host_port}"]
     credentials_file = os.path.join(app.instance_path, "demo-client.json")
     with db.transaction() as session:
@@ -42,6 +50,7 @@ def setup(app, host_port: int = 5001) -> dict:
             os.makedirs(app.instance_path, exist_ok=True)
             with open(credentials_file, "w", encoding="utf-8") as fh:
                 json.dump({"client_id": client.client_id, "client_secret": secret}, fh)
+        _demo_owner(app, session, campaign)
     with open(credentials_file, encoding="utf-8") as fh:
         credentials = json.load(fh)
     if "webhook_secret" not in credentials:
@@ -51,7 +60,52 @@ def setup(app, host_port: int = 5001) -> dict:
         credentials["webhook_secret"] = endpoint.secret
         with open(credentials_file, "w", encoding="utf-8") as fh:
             json.dump(credentials, fh)
-    return {**embed.describe(campaign, app.config["BASE_URL"]), **credentials}
+    return {**embed.describe(campaign, app.config["BASE_URL"]), **credentials,
+            "console": console_login(app)}
+
+
+def _on_loopback(app) -> bool:
+    host = urlsplit(app.config["BASE_URL"]).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _demo_owner(app, session, campaign) -> None:
+    """Give the demo campaign its owner, with the demo password, unless the account exists
+    (a password changed since is kept); nothing when the service is not on loopback."""
+    if not _on_loopback(app):
+        return
+    user = accounts.user_by_email(session, DEMO_OWNER)
+    if user is None:
+        user = accounts.create_user(session, DEMO_OWNER)
+        accounts.set_password(user, DEMO_PASSWORD, app.config["ADMIN_PASSWORD_MIN_LENGTH"])
+        audit.record(session, "account.create", campaign=campaign, target=user.email,
+                     detail={"operator": False, "role": "owner", "via": "demo setup"})
+    if accounts.membership(session, user, campaign) is None:
+        accounts.grant(session, user, campaign, "owner")
+
+
+def console_login(app) -> dict:
+    """Where to sign in to the console, and the demo owner's address and password (the
+    password is None when the account has another one now, or there is no demo owner)."""
+    login_url = app.config["BASE_URL"].rstrip("/") + "/admin/login"
+    with db.transaction() as session:
+        user = accounts.user_by_email(session, DEMO_OWNER) if _on_loopback(app) else None
+        works = user is not None and accounts.check_password(user, DEMO_PASSWORD)
+    return {"login_url": login_url, "email": user.email if user else None,
+            "password": DEMO_PASSWORD if works else None}
+
+
+def _console_line(login: dict) -> str:
+    if login["password"]:
+        return (f"{login['login_url']} — demo owner: {login['email']} / "
+                f"{login['password']}")
+    if login["email"]:
+        return f"{login['login_url']} — demo owner: {login['email']} (password changed)"
+    return (f"{login['login_url']} — create an account with "
+            f"`consent-widget admin create EMAIL --operator`")
 
 
 def _outbox_dir() -> str:
@@ -112,6 +166,22 @@ def _start_crm(app, base: str):
     return server
 
 
+def banner(app, host_port: int) -> str:
+    """What ``demo serve`` prints at start: the console first, then the demo's other URLs."""
+    base = app.config["BASE_URL"].rstrip("/")
+    return f"""
+consent_widget is running.
+  Console:            {_console_line(console_login(app))}
+  widget:             {base}/w/{DEMO_SLUG}
+  embedded elsewhere: http://127.0.0.1:{host_port}/   (a host page on another origin)
+  emails sent:        {base}/dev/outbox   (click the confirmation link there)
+  receipts' keys:     {base}/.well-known/jwks.json
+  platform client:    instance/demo-client.json   (see the README for curl examples)
+  demo CRM:           http://127.0.0.1:{CRM_PORT}/   (matches only with consent; purges on withdrawal)
+Press Ctrl+C to stop.
+"""
+
+
 def serve(app, *, port: int, host_port: int) -> None:
     """Run the app, the outbox worker and the demo host page until interrupted."""
     base = app.config["BASE_URL"].rstrip("/")
@@ -121,16 +191,7 @@ def serve(app, *, port: int, host_port: int) -> None:
     host_server = make_server("127.0.0.1", host_port, _host_app(base, DEMO_SLUG), threaded=True)
     threading.Thread(target=host_server.serve_forever, daemon=True).start()
     crm_server = _start_crm(app, base)
-    print(f"""
-consent_widget is running.
-  widget:             {base}/w/{DEMO_SLUG}
-  embedded elsewhere: http://127.0.0.1:{host_port}/   (a host page on another origin)
-  emails sent:        {base}/dev/outbox   (click the confirmation link there)
-  receipts' keys:     {base}/.well-known/jwks.json
-  platform client:    instance/demo-client.json   (see the README for curl examples)
-  demo CRM:           http://127.0.0.1:{CRM_PORT}/   (matches only with consent; purges on withdrawal)
-Press Ctrl+C to stop.
-""", flush=True)
+    print(banner(app, host_port), flush=True)
     server = make_server("127.0.0.1", port, app, threaded=True)
     try:
         server.serve_forever()

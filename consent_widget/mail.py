@@ -257,9 +257,17 @@ def _console_password(spec: dict, campaign) -> tuple[str, dict]:
                                                              "hours": spec["hours"]}
 
 
+def _console_campaign_owner(spec: dict, campaign) -> tuple[str, dict]:
+    title = gettext("You are the owner of %(campaign)s on the consent console",
+                    campaign=campaign.name)
+    return title, {"opened_by": spec["opened_by"], "login_url": spec["login_url"],
+                   "set_password_url": spec.get("set_password_url"), "hours": spec["hours"]}
+
+
 _TEMPLATES = {"confirmation": _confirmation, "receipt": _receipt, "renewal": _renewal,
               "manage_link": _manage_link,
               "console_invitation": _console_invitation, "console_password": _console_password}
+_TEMPLATES["console_campaign_owner"] = _console_campaign_owner
 
 
 def queue_console_email(session: Session, to: str, template: str, locale: str, *,

@@ -277,8 +277,8 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
     # Each page group registers its views on bp when imported.
-    from . import (auth, charts, dashboard, home, platforms, proof,  # noqa: F401
-                   settings, supporters, team, texts)
+    from . import (auth, charts, dashboard, embed, home, operator, platforms,  # noqa: F401
+                   proof, settings, supporters, team, texts)
     app.register_blueprint(bp)
 
 

@@ -1,13 +1,11 @@
-"""The console's front pages: its assets, the list of one's campaigns, the operator's page."""
+"""The console's front pages: its assets and the list of one's campaigns."""
 from __future__ import annotations
 
 from flask import redirect, request, send_from_directory, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from .. import accounts, db
-from ..models import Campaign
-from . import OPERATOR, PUBLIC, SIGNED_IN, STATIC_DIR, render, route
+from . import PUBLIC, SIGNED_IN, STATIC_DIR, render, route
 
 #: A year for a URL that names its content's version; an hour otherwise.
 _ASSET_MAX_AGE, _UNVERSIONED_MAX_AGE = 365 * 24 * 3600, 3600
@@ -32,8 +30,3 @@ def index():
     return render("index.html")
 
 
-@route("/operator", access=OPERATOR, methods=["GET"])
-def operator():
-    """The operator's page: every campaign of the service."""
-    campaigns = db.session().scalars(select(Campaign).order_by(Campaign.name)).all()
-    return render("operator.html", campaigns=campaigns)
