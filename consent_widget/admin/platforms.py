@@ -128,8 +128,8 @@ def test_webhook(endpoint_id):
     if result["ok"]:
         flash(gettext("The endpoint answered %(status)s.", status=result["status"]), "success")
     else:
-        flash(gettext("The test failed: %(error)s",
-                      error=result.get("error") or f"HTTP {result.get('status')}"), "error")
+        error = result.get("error") or "HTTP {}".format(result.get("status"))
+        flash(gettext("The test failed: %(error)s", error=error), "error")
     return _back()
 
 
