@@ -196,31 +196,31 @@ def test_throttling_is_shared_through_redis(app_config, campaign, app, redis_url
 
 
 # --- the second factor ---------------------------------------------------------------------
-def _enable_totp(app, client) -> tuple[str, list[str]]:
+def _enable_totp(app, client) -> tuple[str, list[str], str]:
     page = client.get("/admin/account").get_data(as_text=True)
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page).group(1)
     wrong = post(client, "/admin/account/second-factor", {"secret": secret, "code": "000000"})
     assert wrong.status_code == 400
-    done = post(client, "/admin/account/second-factor",
-                {"secret": secret, "code": pyotp.TOTP(secret).now()})
+    first_code = pyotp.TOTP(secret).now()
+    done = post(client, "/admin/account/second-factor", {"secret": secret, "code": first_code})
     assert done.status_code == 200
     codes = re.findall(r"<li><code>([0-9a-f]{10})</code></li>", done.get_data(as_text=True))
     assert len(codes) == accounts.RECOVERY_CODES
-    return secret, codes
+    return secret, codes, first_code
 
 
 def test_totp_is_asked_after_the_password_and_a_code_works_once(app, campaign):
     client = console(app, "owner@marie2027.test", slug="demo")
-    secret, codes = _enable_totp(app, client)
+    secret, codes, used = _enable_totp(app, client)
     # Turning it on ended the account's other sessions but kept this one.
     assert client.get("/admin/c/demo/team").status_code == 200
     fresh = app.test_client()
     response = sign_in(fresh, "owner@marie2027.test")
     assert response.headers["Location"].endswith("/admin/login/second-factor")
     assert fresh.get("/admin/c/demo/team").status_code == 302  # not signed in yet
-    # The code used to turn it on cannot be replayed.
+    # The code used to turn it on cannot be replayed (the very code, whatever the clock says
+    # now: a fresh code of a later time step would be a new one).
     token = csrf_token(fresh, "/admin/login/second-factor")
-    used = pyotp.TOTP(secret).now()
     replay = fresh.post("/admin/login/second-factor", data={"csrf_token": token, "code": used})
     assert replay.status_code == 401
     recovery = fresh.post("/admin/login/second-factor",
