@@ -18,7 +18,8 @@ VALID = {"slug": "jean-2027", "name": "Jean 2027", "controller": "Association Je
          "controller_address": "2 rue de l'Exemple, Lyon", "contact_email": "dpo@jean2027.test",
          "policy_url": "https://jean2027.test/privacy",
          "origins": "https://jean2027.test\r\nhttps://www.jean2027.test/\r\n", "locale": "en",
-         "networks": ["facebook", "meetup"], "owner_email": "Jean@Jean2027.test"}
+         "networks": ["facebook", "meetup"], "validity_days": "365",
+         "owner_email": "Jean@Jean2027.test"}
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_opening_a_campaign_makes_its_owner_who_chooses_a_password_from_the_emai
         assert created.origins == ["https://jean2027.test", "https://www.jean2027.test"]
         assert created.networks == ["facebook", "meetup"]
         assert created.controller_address == "2 rue de l'Exemple, Lyon"
-        assert created.validity_days == app.config["CONSENT_VALIDITY_DAYS"]
+        assert created.validity_days == 365
         owner = accounts.user_by_email(session, "jean@jean2027.test")
         assert owner.password_hash is None and not owner.is_operator
         assert accounts.membership(session, owner, created).role == "owner"

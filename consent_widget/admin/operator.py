@@ -9,42 +9,20 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms import URLField
-from wtforms.fields.choices import SelectChoice
+from wtforms import EmailField, StringField
 from wtforms.validators import DataRequired, Email, Length
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import accounts, campaigns, db, mail
 from ..i18n import LOCALES
 from ..models import OWNER, AdminUser, Campaign, Membership
-from ..notices import network_label
 from . import OPERATOR, log, render, route
 from .auth import password_url
-from .forms import ConsoleForm
-from .settings import MAX_ORIGINS
+from .settings import CampaignForm
 
-_LOCALE_NAMES = {"fr": "Français", "en": "English"}
-
-
-class NewCampaignForm(ConsoleForm):
+class NewCampaignForm(CampaignForm):
     """A new campaign and the address of its first owner."""
 
     slug = StringField(_l("Identifier"), validators=[DataRequired(), Length(max=64)])
-    name = StringField(_l("Public name"), validators=[DataRequired(), Length(max=200)])
-    controller = StringField(_l("Data controller (the candidate or party)"),
-                             validators=[DataRequired(), Length(max=200)])
-    controller_address = StringField(_l("Controller's postal address"),
-                                     validators=[Length(max=500)])
-    contact_email = EmailField(_l("Contact address for supporters' data questions"),
-                               validators=[DataRequired(), Email(), Length(max=320)])
-    policy_url = URLField(_l("Privacy policy URL"), validators=[DataRequired(), Length(max=2000)])
-    origins = TextAreaField(_l("Sites allowed to embed the widget, one origin per line"),
-                            validators=[Length(max=MAX_ORIGINS * 200)])
-    locale = SelectField(_l("Default language"))
-    networks = SelectMultipleField(_l("Social networks the widget asks about"),
-                                   option_widget=CheckboxInput(),
-                                   widget=ListWidget(prefix_label=False))
     owner_email = EmailField(_l("Email address of the campaign's first owner"),
                              validators=[DataRequired(), Email(), Length(max=320)])
 
@@ -54,9 +32,9 @@ def _form(formdata=None) -> NewCampaignForm:
     # up the campaign (the same default as `campaign create`), not a supporter's consent, and
     # the widget still shows each network as a separate box, never ticked in advance.
     form = NewCampaignForm(formdata, data=None if formdata else {
-        "networks": list(campaigns.KNOWN_NETWORKS), "locale": LOCALES[0]})
-    form.networks.choices = [SelectChoice(n, network_label(n)) for n in campaigns.KNOWN_NETWORKS]
-    form.locale.choices = [SelectChoice(code, _LOCALE_NAMES[code]) for code in LOCALES]
+        "networks": list(campaigns.KNOWN_NETWORKS), "locale": LOCALES[0],
+        "validity_days": current_app.config["CONSENT_VALIDITY_DAYS"]})
+    form.offer_choices()
     return form
 
 
@@ -88,9 +66,6 @@ def create_campaign():
     form = _form(request.form)
     if not form.validate():
         return _page(form, status=400)
-    origins = [line.strip() for line in (form.origins.data or "").splitlines() if line.strip()]
-    if len(origins) > MAX_ORIGINS:
-        return _page(form, status=400, error=gettext("At most %(num)d sites.", num=MAX_ORIGINS))
     if not form.networks.data:
         # The domain reads "no network" as "the default ones": say so rather than guess.
         return _page(form, status=400, error=gettext("Tick at least one network."))
@@ -100,8 +75,8 @@ def create_campaign():
             session, form.slug.data.strip(), name=form.name.data,
             controller=form.controller.data, controller_address=form.controller_address.data,
             contact_email=form.contact_email.data, policy_url=form.policy_url.data,
-            origins=origins, locale=form.locale.data, networks=form.networks.data,
-            validity_days=current_app.config["CONSENT_VALIDITY_DAYS"])
+            origins=form.origin_list(), locale=form.locale.data, networks=form.networks.data,
+            validity_days=form.validity_days.data)
         owner = accounts.user_by_email(session, form.owner_email.data)
         new_account = owner is None
         if new_account:

@@ -7,7 +7,8 @@ from flask_babel import lazy_gettext as _l
 from wtforms import (EmailField, IntegerField, SelectField, SelectMultipleField, StringField,
                      TextAreaField, URLField)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import (DataRequired, Email, Length, NumberRange, Optional,
+                                ValidationError)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import campaigns, db, theme, tokens
@@ -40,6 +41,21 @@ class CampaignForm(ConsoleForm):
     validity_days = IntegerField(_l("Days a consent lasts before it must be renewed"),
                                  validators=[DataRequired(), NumberRange(min=1, max=3650)])
 
+    def validate_origins(self, field):
+        """At most :data:`MAX_ORIGINS` sites (each one is checked by the domain)."""
+        if len(self.origin_list()) > MAX_ORIGINS:
+            raise ValidationError(gettext("At most %(num)d sites.", num=MAX_ORIGINS))
+
+    def origin_list(self) -> list[str]:
+        """The origins typed, one per line, blank lines left out."""
+        return [line.strip() for line in (self.origins.data or "").splitlines() if line.strip()]
+
+    def offer_choices(self) -> None:
+        """The networks and languages to choose from, labelled in the page's language."""
+        self.networks.choices = [SelectChoice(n, network_label(n))
+                                 for n in campaigns.KNOWN_NETWORKS]
+        self.locale.choices = [SelectChoice(code, LOCALE_NAMES[code]) for code in LOCALES]
+
 
 class LookForm(ConsoleForm):
     """How the widget looks: four validated values, nothing else."""
@@ -56,7 +72,8 @@ _FONTS = {"system": _l("The device's system font"), "humanist": _l("Humanist san
           "geometric": _l("Geometric sans-serif"), "serif": _l("Serif")}
 _SCHEMES = {"auto": _l("Follow the reader's light or dark setting"), "light": _l("Light"),
             "dark": _l("Dark")}
-_LOCALE_NAMES = {"fr": "Français", "en": "English"}
+#: Each language by its own name, as language choosers show them.
+LOCALE_NAMES = {"fr": "Français", "en": "English"}
 
 
 def _campaign_form(formdata=None) -> CampaignForm:
@@ -67,8 +84,7 @@ def _campaign_form(formdata=None) -> CampaignForm:
         "contact_email": campaign.contact_email, "policy_url": campaign.policy_url,
         "origins": "\n".join(campaign.origins), "networks": list(campaign.networks),
         "locale": campaign.locale, "validity_days": campaign.validity_days})
-    form.networks.choices = [SelectChoice(n, network_label(n)) for n in campaigns.KNOWN_NETWORKS]
-    form.locale.choices = [SelectChoice(code, _LOCALE_NAMES[code]) for code in LOCALES]
+    form.offer_choices()
     return form
 
 
@@ -105,10 +121,7 @@ def settings():
     form = _campaign_form(request.form)
     if not form.validate():
         return _page(form, _look_form(), status=400)
-    origins = [line.strip() for line in (form.origins.data or "").splitlines() if line.strip()]
-    if len(origins) > MAX_ORIGINS:
-        return _page(form, _look_form(), status=400,
-                     error=gettext("At most %(num)d sites.", num=MAX_ORIGINS))
+    origins = form.origin_list()
     changes = {"name": form.name.data, "controller": form.controller.data,
                "controller_address": form.controller_address.data or "",
                "contact_email": form.contact_email.data, "policy_url": form.policy_url.data,
