@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -95,93 +96,69 @@ def test_a_name_rebound_to_loopback_after_it_was_added_is_never_posted_to(
     assert all(row.status == "dead" and "destination refused" in row.last_error for row in rows)
 
 
+@contextmanager
+def answering(status: int, location: str | None = None):
+    """A real HTTP server on loopback answering every request with ``status`` (and a
+    ``Location``, ``{port}`` filled in); yields its port and the (method, path, Host) of each
+    request it got."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self):
+            seen.append((self.command, self.path, self.headers["Host"]))
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(status)
+            if location:
+                self.send_header("Location", location.format(port=self.server.server_address[1]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _deliveries_to(app, runner, url: str) -> list[OutboxMessage]:
+    """Register ``url``, make one signup, run the worker once: the webhook rows after it."""
+    assert runner.invoke(main, ["webhook", "add", "demo", url]).exit_code == 0
+    give(app, "demo", "ana@marie2027.test", newsletter=True)
+    with app.app_context():
+        outbox.deliver_due(app)
+        return db.session().scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "webhook")).all()
+
+
 def test_the_connection_goes_to_the_checked_address_with_the_original_host(
-        app, campaign, receiver, monkeypatch):
+        app, campaign, monkeypatch):
     """With the protection lifted (the demo), the pinned connection still connects to the
     address it resolved, and the request names the URL's host."""
     monkeypatch.setattr(socket, "getaddrinfo", answers({"crm.example.org": "127.0.0.1"}))
-    seen = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            seen["host"] = self.headers["Host"]
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
+    with answering(204) as (port, seen):
         status = destinations.post(f"http://crm.example.org:{port}/x", b"{}", {},
                                    timeout=5, allow_private=True)
-    finally:
-        server.shutdown()
-    assert status == 204 and seen["host"] == f"crm.example.org:{port}"
+    assert status == 204 and seen == [("POST", "/x", f"crm.example.org:{port}")]
 
 
 def test_a_redirect_to_loopback_is_a_failure_and_never_followed(app, campaign, runner):
-    followed = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            if self.path == "/internal":
-                followed.append(self.path)
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(302)
-            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}"
-                                         "/internal")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        assert runner.invoke(main, ["webhook", "add", "demo", url]).exit_code == 0
-        give(app, "demo", "ana@marie2027.test", newsletter=True)
-        with app.app_context():
-            report = outbox.deliver_due(app)
-            row = db.session().scalars(select(OutboxMessage).where(
-                OutboxMessage.kind == "webhook")).first()
-    finally:
-        server.shutdown()
-    assert row.status == "pending"
-    assert row.last_status == 302 and "302" in row.last_error
-    assert followed == []
+    with answering(302, "http://127.0.0.1:{port}/internal") as (port, seen):
+        rows = _deliveries_to(app, runner, f"http://127.0.0.1:{port}/hook")
+    assert rows and all(row.status == "pending" for row in rows)
+    assert {row.last_status for row in rows} == {302} and "302" in rows[0].last_error
+    assert [path for _method, path, _host in seen] == ["/hook"] * len(rows)
 
 
 def test_the_answer_code_is_kept_on_the_delivery(app, campaign, runner):
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        assert runner.invoke(main, ["webhook", "add", "demo", url]).exit_code == 0
-        give(app, "demo", "ana@marie2027.test", newsletter=True)
-        with app.app_context():
-            outbox.deliver_due(app)
-            rows = db.session().scalars(select(OutboxMessage).where(
-                OutboxMessage.kind == "webhook")).all()
-    finally:
-        server.shutdown()
+    with answering(503) as (port, _seen):
+        rows = _deliveries_to(app, runner, f"http://127.0.0.1:{port}/hook")
     assert rows and {row.last_status for row in rows} == {503}
 
 
