@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, case, select
 from sqlalchemy.orm import Session
 
 from .models import (EXPIRED, GIVEN, NEWSLETTER, WITHDRAWN, Campaign, ConsentState, Notice,
@@ -64,6 +64,13 @@ def effective_status(state: ConsentState | None, now: datetime) -> str:
     if state.status == GIVEN and state.expires_at is not None and state.expires_at <= now:
         return EXPIRED
     return state.status
+
+
+def effective_status_column(now: datetime):
+    """:func:`effective_status` as an SQL expression over ``consent_states``, for queries that
+    count statuses without reading each row."""
+    return case(((ConsentState.status == GIVEN) & (ConsentState.expires_at <= now), EXPIRED),
+                else_=ConsentState.status)
 
 
 def view(public_id: str | None, status: str | None, expires_at: datetime | None,

@@ -11,7 +11,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Date, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from .models import (EXPIRED, GIVEN, WITHDRAWN, Campaign, ConsentEvent, ConsentState,
+from . import state
+from .models import (WITHDRAWN, Campaign, ConsentEvent, ConsentState,
                      OutboxMessage, Signup, WebhookEndpoint)
 
 #: The periods the dashboard offers, in days.
@@ -68,21 +69,15 @@ def consent_counts(session: Session, campaign: Campaign,
                    now: datetime) -> dict[tuple[str, str], dict[str, int]]:
     """The current number of people per (purpose, network) and status; a consent past its
     validity counts as expired."""
-    status = case((and_given_lapsed(now), EXPIRED), else_=ConsentState.status)
+    status = state.effective_status_column(now)
     rows = session.execute(
         select(ConsentState.purpose, ConsentState.network, status, func.count())
         .where(ConsentState.campaign_id == campaign.id)
         .group_by(ConsentState.purpose, ConsentState.network, status)).all()
     counts: dict[tuple[str, str], dict[str, int]] = {}
-    for purpose, network, state, count in rows:
-        counts.setdefault((purpose, network), {})[state] = \
-            counts.get((purpose, network), {}).get(state, 0) + count
+    for purpose, network, status_now, count in rows:
+        counts.setdefault((purpose, network), {})[status_now] = count
     return counts
-
-
-def and_given_lapsed(now: datetime):
-    """The condition of a state that says given but whose validity has passed."""
-    return (ConsentState.status == GIVEN) & (ConsentState.expires_at <= now)
 
 
 @dataclass(frozen=True)
