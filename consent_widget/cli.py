@@ -365,25 +365,28 @@ def ledger_export(slug, output):
     import os
     from datetime import datetime, timezone
     from . import proof_export
-    campaign = _campaign_or_fail(slug)
     path = output or f"{slug}-proof-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.zip"
     partial = path + ".part"
-    with click.progressbar(length=max(campaign.ledger_seq, 1), label="events",
-                           file=sys.stderr) as bar:
-        done = [0]
+    # One read transaction from the lookup on: on SQLite the export holds no write lock, so a
+    # live service keeps taking signups while it runs.
+    with db.reading() as session:
+        campaign = _campaign_or_fail(slug)
+        with click.progressbar(length=max(campaign.ledger_seq, 1), label="events",
+                               file=sys.stderr) as bar:
+            done = [0]
 
-        def progress(count, total):
-            bar.update(count - done[0])
-            done[0] = count
+            def progress(count, total):
+                bar.update(count - done[0])
+                done[0] = count
 
-        try:
-            with open(partial, "wb") as out:
-                result = proof_export.write_export(db.session(), campaign, out,
-                                                   progress=progress)
-        except BaseException:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
+            try:
+                with open(partial, "wb") as out:
+                    result = proof_export.write_export(session, campaign, out,
+                                                       progress=progress)
+            except BaseException:
+                if os.path.exists(partial):
+                    os.remove(partial)
+                raise
     os.replace(partial, path)
     _print_json({"file": path, **result})
 

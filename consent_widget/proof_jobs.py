@@ -47,47 +47,44 @@ def create(session: Session, campaign: Campaign, user_id: int | None) -> ProofJo
     return row
 
 
+def _record(app, job_id: int, **values) -> None:
+    """Write a job's progress or outcome in a session and transaction of its own."""
+    with app.extensions["consent_db"]() as session:
+        session.execute(update(ProofJob).where(ProofJob.id == job_id).values(**values))
+        session.commit()
+
+
 def run(app, job_id: int) -> None:
-    """Write the archive of a queued job, recording progress; the job ends done or failed."""
-    from . import proof_export
-    factory = app.extensions["consent_db"]
+    """Write the archive of a queued job, recording progress; the job ends done or failed.
+
+    The export reads in a read transaction (:func:`db.reading`): on SQLite it holds no write
+    lock, so signups go on meanwhile and the progress can be written beside it."""
+    from . import db, proof_export
     with app.app_context():
-        with factory() as session:
-            row = session.get(ProofJob, job_id)
-            campaign = session.get(Campaign, row.campaign_id)
-            os.makedirs(export_dir(app), exist_ok=True)
-            path = os.path.join(export_dir(app), f"{campaign.slug}-{row.public_id}.zip")
-            session.execute(update(ProofJob).where(ProofJob.id == job_id).values(
-                status=RUNNING))
-            session.commit()
-
-            def progress(done: int, total: int) -> None:
-                # A session of its own: the export's reading transaction stays untouched.
-                with factory() as progress_session:
-                    progress_session.execute(update(ProofJob).where(ProofJob.id == job_id)
-                                             .values(done=done, total=total))
-                    progress_session.commit()
-
-            try:
-                with open(path + ".part", "wb") as out:
-                    result = proof_export.write_export(session, campaign, out,
-                                                       progress=progress)
-                os.replace(path + ".part", path)
-            except Exception as exc:  # noqa: BLE001 - any failure ends the job, said on it
-                session.rollback()
-                if os.path.exists(path + ".part"):
-                    os.remove(path + ".part")
-                session.execute(update(ProofJob).where(ProofJob.id == job_id).values(
-                    status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-                    finished_at=utcnow()))
-                session.commit()
-                app.logger.exception("proof export %s failed", job_id)
-                return
-            session.rollback()
-            session.execute(update(ProofJob).where(ProofJob.id == job_id).values(
-                status=DONE, path=path, result=result, done=result["events"],
-                total=result["events"], finished_at=utcnow()))
-            session.commit()
+        _record(app, job_id, status=RUNNING)
+        partial = None
+        try:
+            with db.reading() as session:
+                row = session.get(ProofJob, job_id)
+                campaign = session.get(Campaign, row.campaign_id)
+                os.makedirs(export_dir(app), exist_ok=True)
+                path = os.path.join(export_dir(app), f"{campaign.slug}-{row.public_id}.zip")
+                partial = path + ".part"
+                with open(partial, "wb") as out:
+                    result = proof_export.write_export(
+                        session, campaign, out,
+                        progress=lambda done, total: _record(app, job_id, done=done,
+                                                             total=total))
+            os.replace(partial, path)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job, said on it
+            if partial and os.path.exists(partial):
+                os.remove(partial)
+            app.logger.exception("proof export %s failed", job_id)
+            _record(app, job_id, status=FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+                    finished_at=utcnow())
+            return
+        _record(app, job_id, status=DONE, path=path, result=result, done=result["events"],
+                total=result["events"], finished_at=utcnow())
 
 
 def start(app, job_id: int) -> threading.Thread:

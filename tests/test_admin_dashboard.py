@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from consent_widget import db, outbox, stats
+from consent_widget import db, stats
 from consent_widget.campaigns import create_campaign
-from consent_widget.models import Campaign, ConsentEvent, ConsentState, Signup, utcnow
+from consent_widget.models import Campaign, ConsentState, Signup, utcnow
 
 from console import console
 from helpers import confirm, give, sign_up, withdraw

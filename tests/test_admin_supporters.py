@@ -136,7 +136,7 @@ def test_another_campaigns_supporter_is_not_found_even_by_an_owner_of_both(app, 
 
 # --- the record -----------------------------------------------------------------------------
 def test_the_record_shows_history_states_emails_and_webhooks_of_this_person_only(app, campaign):
-    endpoint = _endpoint(app)
+    _endpoint(app)  # webhooks about each person are queued, to be told apart
     give(app, "demo", ANA, newsletter=True, networks=["linkedin"])
     give(app, "demo", BOB, newsletter=True, networks=["facebook"])
     subject_id = _subject_id(app, ANA)
