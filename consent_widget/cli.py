@@ -6,13 +6,27 @@ a non-zero exit status. The groups live in ``consent_widget.commands``, one modu
 from __future__ import annotations
 
 import click
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, with_appcontext
 
 from . import create_app, db, migrate
 from .commands import accounts, campaigns, ledger, platforms, print_json, service, subjects
+from .config import ConfigurationError
 
 
-@click.group(cls=FlaskGroup, create_app=lambda: create_app())
+def _load_app():
+    """Build the app for a command; a configuration that cannot run becomes a one-line error.
+
+    Flask's group loads the app even to list commands for ``--help``; a plain exception there is
+    printed as a traceback in the middle of the help, while ``NoAppException`` is shown as one
+    line (and, for a command, as a usage error with a non-zero status).
+    """
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        raise NoAppException(f"cannot run commands: {exc}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_load_app)
 def main():
     """consent_widget: explicit, provable, withdrawable consent for campaigns."""
 

@@ -16,6 +16,10 @@ from typing import Any, Callable
 DEVELOPMENT_SECRET = "development-only-secret-do-not-deploy"
 
 
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run the service (a missing secret, a value out of range)."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """A configuration setting with its default (a value, or a function of the app) and help."""
@@ -120,9 +124,9 @@ def load(app, test_config: dict | None = None) -> None:
     else:
         app.config.from_mapping(test_config)
     if app.config["DECISION_TTL"] > 300:
-        raise RuntimeError("DECISION_TTL may not exceed 300 seconds (the contract's maximum).")
+        raise ConfigurationError("DECISION_TTL may not exceed 300 seconds (the contract's maximum).")
     if app.config["SECRET_KEY"] == DEVELOPMENT_SECRET and not (app.debug or app.testing):
-        raise RuntimeError(
+        raise ConfigurationError(
             "Refusing to start with the development secret: set CONSENT_SECRET_KEY "
             "(or run in debug mode for development)."
         )

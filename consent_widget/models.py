@@ -245,6 +245,19 @@ class OAuthClient(Base):
     campaign: Mapped[Campaign] = relationship()
 
 
+class OAuthRevocations(Base):
+    """One row counting the changes that can make a cached access token invalid.
+
+    Database triggers bump it whenever a token or client is revoked, changed or deleted, so a
+    process may keep tokens in memory and use them only while the count it read is unchanged.
+    """
+
+    __tablename__ = "oauth_revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counter: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class OAuthToken(Base):
     """An issued access token, stored as its SHA-256 so a database leak yields no usable token."""
 

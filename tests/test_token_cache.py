@@ -1,0 +1,110 @@
+"""Bearer tokens are cached per process, yet a revocation made by any process is seen at once.
+
+Two app instances share one database, as two servers behind a load balancer would: the second
+one warms its cache with a successful check, the first one revokes, and the second one's next
+check must be refused.
+"""
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, update
+
+from consent_widget import create_app, db, oauth
+from consent_widget.models import OAuthToken, utcnow
+from test_api import basic, check
+
+
+@pytest.fixture
+def other(app, app_config):
+    """A second instance of the app on the same database, with its own token cache."""
+    second = create_app(dict(app_config, DATABASE_URL=app.config["DATABASE_URL"]))
+    yield second
+    with second.app_context():
+        db.engine().dispose()
+
+
+@pytest.fixture
+def platform(runner, campaign):
+    from conftest import run_json
+    return run_json(runner, "client", "create", "demo", "--name", "CRM")
+
+
+@pytest.fixture
+def token(client, platform):
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers=basic(platform["client_id"], platform["client_secret"]))
+    assert response.status_code == 200, response.json
+    return response.json["access_token"]
+
+
+def _warm(instance, token):
+    """Two successful checks: the second one is answered from the cache."""
+    for _ in range(2):
+        response = check(instance.test_client(), token, email="a@example.test",
+                         purpose="newsletter")
+        assert response.status_code == 200, response.json
+
+
+def _change_client(app, platform, change):
+    with app.app_context():
+        with db.transaction() as session:
+            change(session, oauth.find_client(session, platform["client_id"]))
+
+
+def test_a_client_revoked_by_another_instance_is_refused_at_once(app, other, platform, token):
+    _warm(other, token)
+    _change_client(app, platform, oauth.revoke_client)
+    response = check(other.test_client(), token, email="a@example.test", purpose="newsletter")
+    assert response.status_code == 401
+    assert response.json["error"] == "invalid_token"
+
+
+def test_a_rotated_secret_ends_the_cached_tokens_of_every_instance(app, other, platform, token):
+    _warm(other, token)
+    _change_client(app, platform, oauth.rotate_secret)
+    assert check(other.test_client(), token, email="a@example.test",
+                 purpose="newsletter").status_code == 401
+
+
+def test_a_token_expired_in_the_database_is_refused_by_every_instance(app, other, token):
+    _warm(other, token)
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(OAuthToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert check(other.test_client(), token, email="a@example.test",
+                 purpose="newsletter").status_code == 401
+
+
+def test_a_cached_token_expires_by_the_clock_without_any_database_change(app, other, token):
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(OAuthToken).values(expires_at=utcnow() + timedelta(seconds=2)))
+    _warm(other, token)
+    time.sleep(2.1)
+    assert check(other.test_client(), token, email="a@example.test",
+                 purpose="newsletter").status_code == 401
+
+
+def test_a_cached_token_is_checked_with_the_counter_alone(other, token):
+    _warm(other, token)
+    statements = []
+    with other.app_context():
+        engine = db.engine()
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        _warm(other, token)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert any("oauth_revocations" in s for s in statements)
+    assert not any("oauth_tokens" in s for s in statements)
+
+
+def test_an_unknown_token_is_refused_and_a_new_one_found_at_once(client, other, platform, token):
+    _warm(other, token)
+    assert check(other.test_client(), "not-a-token", email="a@example.test",
+                 purpose="newsletter").status_code == 401
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers=basic(platform["client_id"], platform["client_secret"]))
+    _warm(other, response.json["access_token"])
