@@ -3,7 +3,8 @@ on the platforms page works against the real OAuth token endpoint and consent AP
 revoked there; a text published on the texts page is the one the embedded widget shows; a
 snippet's copy button puts the snippet on the clipboard; a webhook endpoint added on the page
 receives signed deliveries that its page then lists; a proof export started on the proof page
-downloads as a file that the auditor's command verifies."""
+downloads as a file that the auditor's command verifies; a campaign the operator opens and its
+owner sets up is the one the widget shows."""
 from __future__ import annotations
 
 import base64
@@ -153,3 +154,43 @@ def test_a_proof_export_downloads_a_file_the_auditors_command_verifies(owner_pag
     assert report["ok"] is True and report["events"] >= 2
     head = page.locator("tbody tr").first.locator("code").inner_text().strip()
     assert re.fullmatch(r"[0-9a-f]{64}", report["head"]) and report["head"] == head
+
+
+def test_the_operator_opens_a_campaign_that_its_owner_sets_up_and_the_widget_follows(
+        owner_page, site):  # noqa: F811
+    page = owner_page
+    page.goto(site.widget.origin + "/admin/operator?lang=en")
+    page.get_by_label("Identifier").fill("laura")
+    page.get_by_label("Public name").fill("Laura 2027")
+    page.get_by_label("Data controller (the candidate or party)").fill("Association Laura 2027")
+    page.get_by_label("Contact address for supporters' data questions").fill(
+        "dpo@laura2027.test")
+    page.get_by_label("Privacy policy URL").fill("https://laura2027.test/privacy")
+    page.get_by_label("Sites allowed to embed the widget, one origin per line").fill(
+        "https://laura2027.test")
+    # The form offers every network; this campaign asks about Facebook only.
+    page.get_by_label("Facebook").check()
+    for other in ("LinkedIn", "X (Twitter)", "Meetup"):
+        page.get_by_label(other, exact=True).uncheck()
+    page.get_by_label("Email address of the campaign's first owner").fill(
+        "owner@marie2027.test")
+    page.get_by_role("button", name="Open the campaign").click()
+    page.wait_for_load_state("load")
+    assert "The campaign Laura 2027 is open" in page.locator("body").inner_text()
+
+    # The first owner (here an existing account) sets the campaign up on its settings page.
+    page.goto(site.widget.origin + "/admin/c/laura/settings?lang=en")
+    page.get_by_label("Public name").fill("Laura Martin 2027")
+    page.get_by_role("button", name="Save the settings").click()
+    page.wait_for_load_state("load")
+    assert page.get_by_label("Public name").input_value() == "Laura Martin 2027"
+
+    # The widget asks in the new campaign's name, for the one network it offers, unticked.
+    page.goto(site.widget.origin + "/w/laura?lang=en")
+    body = page.locator("body").inner_text()
+    assert "Laura Martin 2027" in body
+    boxes = page.locator("input[type=checkbox]")
+    assert boxes.count() >= 2
+    assert not any(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    assert "Facebook" in body
+    assert not any(other in body for other in ("LinkedIn", "Twitter", "Meetup"))
