@@ -214,3 +214,20 @@ def test_an_unknown_campaign_leaves_no_file(app, runner, campaign, tmp_path):
                            ["ledger", "export", "nope", "-o", str(target)])
     assert result.exit_code != 0 and not target.exists()
     assert not (tmp_path / "x.zip.part").exists()
+
+
+def test_a_campaign_before_any_signing_key_exports_and_verifies(app, runner, campaign, tmp_path):
+    path = tmp_path / "empty.zip"
+    result = run_json(runner, "ledger", "export", "demo", "-o", str(path))
+    assert result["events"] == 0 and result["receipts"] == 0
+    assert json.loads(_members(path)["jwks.json"]) == {"keys": []}
+    report = proof_verify.verify_export(path)
+    assert report.ok and report.events == 0 and report.head == hashrule.GENESIS
+
+
+def test_receipts_with_their_keys_removed_are_caught_at_the_first_receipt(exported, tmp_path):
+    path, _ = exported
+    members = _members(path)
+    bad = _rewrite(path, tmp_path / "bad.zip", {**members, "jwks.json": b'{"keys": []}'},
+                   fix_manifest=True)
+    _expect(bad, "receipts.jsonl", 1, "no key")
