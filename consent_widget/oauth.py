@@ -167,8 +167,10 @@ class TokenCache:
             else:
                 counter, rows = None, {}
         row = connection.execute(_TOKEN_QUERY, {"digest": digest}).first()
-        if row is None:
-            return None  # unknown tokens are not remembered: one issued a moment later is found
+        if row is None or row.counter is None:
+            # Unknown tokens are not remembered, so one issued a moment later is found; without
+            # its counter row (a database emptied by hand) nothing can be trusted, so nothing is kept.
+            return row
         if row.counter != counter or len(rows) >= self.MAX_ENTRIES:
             rows = {}  # read at another counter, or full: start afresh rather than evict one by one
         rows[digest] = row

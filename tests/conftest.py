@@ -109,6 +109,8 @@ def reset_postgres(engine) -> None:
         connection.execute(text("SET LOCAL session_replication_role = replica"))
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+        # The migration's one row of the token revocation counter, which triggers bump.
+        connection.execute(text("INSERT INTO oauth_revocations (id, counter) VALUES (1, 0)"))
         connection.execute(text(
             "SELECT setval(c.oid, 1, false) FROM pg_class c "
             "WHERE c.relkind = 'S' AND c.relnamespace = current_schema()::regnamespace"))
