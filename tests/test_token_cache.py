@@ -12,7 +12,7 @@ from sqlalchemy import event, update
 
 from consent_widget import create_app, db, oauth
 from consent_widget.models import OAuthToken, utcnow
-from test_api import basic, check
+from test_api import basic, check, platform, token  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -22,20 +22,6 @@ def other(app, app_config):
     yield second
     with second.app_context():
         db.engine().dispose()
-
-
-@pytest.fixture
-def platform(runner, campaign):
-    from conftest import run_json
-    return run_json(runner, "client", "create", "demo", "--name", "CRM")
-
-
-@pytest.fixture
-def token(client, platform):
-    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           headers=basic(platform["client_id"], platform["client_secret"]))
-    assert response.status_code == 200, response.json
-    return response.json["access_token"]
 
 
 def _warm(instance, token):
