@@ -36,18 +36,23 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def listening_socket() -> socket.socket:
+    """A socket listening on a port of loopback that the kernel chose and that stays ours.
+
+    Held from the start rather than probed for and bound later: another process may take a
+    probed port in between, and werkzeug answers a taken port with ``sys.exit``, which pytest
+    does not treat as a fixture error and which then breaks every later test using the fixture.
+    """
+    return socket.create_server(("127.0.0.1", 0))
 
 
 class Served:
     """A WSGI app served over real HTTP on loopback from a thread, until ``stop()``."""
 
-    def __init__(self, wsgi_app, host: str, port: int):
-        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
+    def __init__(self, wsgi_app, host: str, listener: socket.socket):
+        port = listener.getsockname()[1]
+        self.server = make_server("127.0.0.1", port, wsgi_app, threaded=True,
+                                  fd=listener.fileno())
         self.origin = f"http://{host}:{port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -56,6 +61,7 @@ class Served:
         """Stop serving and wait for the thread."""
         self.server.shutdown()
         self.thread.join(5)
+        self.server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -146,30 +152,33 @@ class Site:
 
 @pytest.fixture
 def ports(app_config, smtp_server):
-    """Ports for the three servers; points the app's BASE_URL and MAIL_URL at loopback before
-    the ``app`` fixture builds it."""
-    chosen = free_port(), free_port(), free_port()
-    app_config.update(BASE_URL=f"http://127.0.0.1:{chosen[0]}", MAIL_URL=smtp_server.url)
-    return chosen
+    """Listening sockets for the three servers; points the app's BASE_URL and MAIL_URL at
+    loopback before the ``app`` fixture builds it."""
+    listeners = listening_socket(), listening_socket(), listening_socket()
+    widget_port = listeners[0].getsockname()[1]
+    app_config.update(BASE_URL=f"http://127.0.0.1:{widget_port}", MAIL_URL=smtp_server.url)
+    yield listeners
+    for listener in listeners:
+        listener.close()
 
 
 @pytest.fixture
 def site(ports, app, smtp_server):
     """The widget on http://127.0.0.1:P, the campaign's site on http://localhost:Q (another
     origin, listed with ``--origin``), and an unlisted site on http://localhost:R."""
-    widget_port, host_port, stranger_port = ports
+    widget_socket, host_socket, stranger_socket = ports
     base = app.config["BASE_URL"]
-    assert base == f"http://127.0.0.1:{widget_port}"
-    host_origin = f"http://localhost:{host_port}"
+    assert base == f"http://127.0.0.1:{widget_socket.getsockname()[1]}"
+    host_origin = f"http://localhost:{host_socket.getsockname()[1]}"
     with app.app_context():
         with db.transaction() as session:
             create_campaign(session, SLUG, name="Marie 2027", controller="Association Marie 2027",
                             contact_email="dpo@marie2027.test",
                             policy_url="https://marie2027.test/privacy", origins=[host_origin],
                             locale="fr", networks=["facebook", "linkedin"])
-    widget = Served(app, "127.0.0.1", widget_port)
-    host = Served(host_app(base), "localhost", host_port)
-    stranger = Served(host_app(base), "localhost", stranger_port)
+    widget = Served(app, "127.0.0.1", widget_socket)
+    host = Served(host_app(base), "localhost", host_socket)
+    stranger = Served(host_app(base), "localhost", stranger_socket)
     yield Site(app, widget, host, stranger, smtp_server)
     for served in (widget, host, stranger):
         served.stop()

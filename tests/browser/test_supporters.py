@@ -4,6 +4,7 @@ which asks before it erases; and axe-core on each of these pages in French and E
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -52,7 +53,7 @@ def test_an_owner_looks_up_exports_and_erases_a_supporter(owner_page, site):  # 
     page.go_back()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download everything held (Art. 15)").click()
-    document = json.loads(open(download.value.path(), encoding="utf-8").read())
+    document = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert document["email"] == ANA and document["subject"]["id"] == subject_id
     page.get_by_role("link", name="Erase (Art. 17)…").click()
     page.wait_for_load_state("load")
