@@ -75,7 +75,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Where rate-limit counters live: memory:// (this process only) or "
             "redis://host:port/db, shared by every instance."),
     Setting("RATELIMIT_SIGNUP_PER_IP", "60 per minute",
-            "Widget submissions allowed per client address (Flask-Limiter notation, "
+            "Widget submissions allowed per client address (the limits library's notation, "
             "several separated by ';')."),
     Setting("RATELIMIT_SIGNUP_PER_EMAIL", "10 per hour",
             "Widget submissions allowed per submitted email address."),

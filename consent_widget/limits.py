@@ -1,9 +1,15 @@
-"""Rate limits (Flask-Limiter) on the doors anyone can knock on: the signup, the email link pages,
-the token endpoint and the platform API.
+"""Rate limits on the doors anyone can knock on: the signup, the email link pages, the token
+endpoint and the platform API.
 
 The limits are applied here, when the app is built, to the views of the other modules, so the
 views stay unaware of them. Every key is a keyed hash: neither an email address nor an IP address
 is ever written to the limit storage (Redis keys are readable by whoever runs Redis).
+
+Each limit is a fixed window counted in :mod:`consent_widget.counters` with one call per limit
+and request, which also says when the window ends; limits are parsed once, when the app is
+built, with the ``limits`` library's notation (``60 per minute``, ``10/hour;100/day``). A
+general rate-limit extension was measured to cost more per request than everything a consent
+check must do (its reads and its signature), so the few things the product needs are done here.
 
 Answers carry the IETF rate-limit headers in the form of draft-ietf-httpapi-ratelimit-headers-07:
 ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds until the window
@@ -11,19 +17,20 @@ resets) and ``RateLimit-Policy`` (``limit;w=window-seconds``); a 429 adds ``Retr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-import logging
 import math
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, g, jsonify, render_template, request
 from flask_babel import gettext as _
-from flask_limiter import Limiter, RateLimitExceeded
+from limits import RateLimitItem
 from limits import parse_many as parse_limits
-from limits.strategies import STRATEGIES
 from sqlalchemy import select
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import counters, db, widget
@@ -37,14 +44,10 @@ SIGNUP_ENDPOINT = "widget.submit"
 TOKEN_ENDPOINT = "oauth.issue_token"
 API_BLUEPRINT = "api"
 
-_EXTENSION = "consent_limiter"
+_COUNTERS = "consent_limit_counters"
 _KEY = "consent_limiter_key"
-log = logging.getLogger(__name__)
-#: Flask-Limiter's strategy: one counter per key and window, the cheapest to keep and share.
-STRATEGY = "fixed-window"
-#: The settings that hold a limit, checked when the app is built.
-LIMIT_SETTINGS = ("RATELIMIT_SIGNUP_PER_IP", "RATELIMIT_SIGNUP_PER_EMAIL", "RATELIMIT_LINKS",
-                  "RATELIMIT_TOKEN", "RATELIMIT_API")
+#: The start of every counter's key, so a Redis shared with other software keeps them apart.
+PREFIX = "consent_widget"
 
 
 def _key() -> bytes:
@@ -128,11 +131,69 @@ def _wants_json() -> bool:
     return request.path.startswith(("/api/", "/oauth/")) or widget.wants_json()
 
 
-def _seconds_to_reset(limit) -> int:
-    return max(0, math.ceil(limit.reset_at - time.time()))
+@dataclass(frozen=True)
+class Budget:
+    """One setting's limits (``scope`` names its counters), each counted per ``key()``."""
+
+    scope: str
+    items: tuple[RateLimitItem, ...]
+    key: Callable[[], str]
 
 
-def _too_many_requests(exc: RateLimitExceeded):
+@dataclass(frozen=True)
+class Spent:
+    """Where a request stands in the tightest limit it was counted against."""
+
+    item: RateLimitItem
+    remaining: int
+    reset_at: float
+
+    @property
+    def breached(self) -> bool:
+        """Whether the request went past the limit."""
+        return self.remaining < 0
+
+
+class RateLimited(TooManyRequests):
+    """A request past one of its limits: answered 429 by :func:`_too_many_requests`."""
+
+
+def _count(budgets: tuple[Budget, ...]) -> None:
+    """Count this request against each limit of ``budgets``, in order; raise
+    :class:`RateLimited` at the first it goes past, counting no further.
+
+    The tightest limit (fewest requests left) is kept on ``g`` for the headers.
+    """
+    counters = current_app.extensions[_COUNTERS]
+    tightest = getattr(g, "rate_limit", None)
+    for budget in budgets:
+        key = budget.key()
+        for item in budget.items:
+            window = item.get_expiry()
+            count, reset_at = counters.hit(
+                f"{PREFIX}:{budget.scope}:{key}:{item.amount}/{window}", window)
+            spent = Spent(item, item.amount - count, reset_at)
+            if tightest is None or spent.remaining < tightest.remaining:
+                tightest = spent
+            if spent.breached:
+                g.rate_limit = spent
+                raise RateLimited()
+    g.rate_limit = tightest
+
+
+def _limited(view, budgets: tuple[Budget, ...]):
+    @functools.wraps(view)
+    def limited(*args, **kwargs):
+        _count(budgets)
+        return view(*args, **kwargs)
+    return limited
+
+
+def _seconds_to_reset(spent: Spent) -> int:
+    return max(0, math.ceil(spent.reset_at - time.time()))
+
+
+def _too_many_requests(exc: RateLimited):
     """429 as JSON under /api, /oauth and for the widget's script; a translated page elsewhere."""
     message = _("Too many requests in a short time. Please wait a moment and try again.")
     if not _wants_json():
@@ -149,98 +210,71 @@ def _too_many_requests(exc: RateLimitExceeded):
 
 
 def _ratelimit_headers(response):
-    """Add the IETF rate-limit headers of the tightest limit evaluated for this request."""
-    limiter = current_app.extensions.get(_EXTENSION)
-    current = limiter.current_limit if limiter is not None else None
-    if current is None:
+    """Add the IETF rate-limit headers of the tightest limit counted for this request."""
+    spent = g.get("rate_limit")
+    if spent is None:
         return response
-    try:
-        reset, remaining = _seconds_to_reset(current), current.remaining
-    except Exception:  # storage lost since the check: the headers are advice, the answer stands
-        log.warning("rate-limit headers left out: the limit storage did not answer")
-        return response
-    if current.breached:
-        reset, remaining = max(1, reset), 0
-    response.headers["RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["RateLimit-Remaining"] = str(remaining)
-    response.headers["RateLimit-Reset"] = str(reset)
-    response.headers["RateLimit-Policy"] = f"{current.limit.amount};w={current.limit.get_expiry()}"
+    reset, remaining = _seconds_to_reset(spent), max(0, spent.remaining)
+    if spent.breached:
+        reset = max(1, reset)
+    headers = response.headers
+    headers["RateLimit-Limit"] = str(spent.item.amount)
+    headers["RateLimit-Remaining"] = str(remaining)
+    headers["RateLimit-Reset"] = str(reset)
+    headers["RateLimit-Policy"] = f"{spent.item.amount};w={spent.item.get_expiry()}"
     if response.status_code == 429:
-        response.headers["Retry-After"] = str(reset)
+        headers["Retry-After"] = str(reset)
     return response
 
 
-def _count_in_process_while_storage_is_down(limiter: Limiter) -> None:
-    """Make the limiter's fallback for an unreachable Redis count in this process's counters.
-
-    Flask-Limiter builds that fallback on ``limits``' memory storage, whose sweeping thread
-    (see :mod:`consent_widget.counters`) would then cost up to half a core per worker for as
-    long as Redis is down, on the evening it is most needed. It has no setting for the
-    fallback's storage, so the two attributes it keeps it in are replaced; a test fails if a
-    later version stops using them. (The memory storage it built meanwhile is dropped; its
-    constructor has already run its sweep once, 10 ms after the app was built.)
-    """
-    if limiter._fallback_limiter is not None:
-        limiter._fallback_storage = counters.ProcessCounters(f"{counters.SCHEME}://")
-        limiter._fallback_limiter = STRATEGIES[STRATEGY](limiter._fallback_storage)
+def _budget(config, setting: str, scope: str, key: Callable[[], str]) -> Budget:
+    try:
+        items = tuple(parse_limits(str(config[setting])))
+    except ValueError:
+        items = ()
+    if not items:  # a limit that cannot be read would be no limit: refuse to start instead
+        raise ValueError(f"{setting} is not a rate limit such as '60 per minute': "
+                         f"{config[setting]!r}")
+    return Budget(scope, items, key)
 
 
-def _limit_endpoint(app, endpoint: str, decorator) -> None:
-    """Wrap the view of ``endpoint`` in ``decorator``; a missing endpoint is a wiring error."""
-    app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
+def _limit_endpoint(app, endpoint: str, *budgets: Budget) -> None:
+    """Count requests to ``endpoint`` against ``budgets``; a missing endpoint is a wiring
+    error."""
+    app.view_functions[endpoint] = _limited(app.view_functions[endpoint], budgets)
 
 
 def init_app(app) -> None:
-    """Create the app's limiter and apply the configured limits to the views.
+    """Count the app's requests against the configured limits.
 
     Call after every blueprint is registered: the views must exist to be wrapped. Behind
     ``TRUSTED_PROXIES`` reverse proxies the client address is read from ``X-Forwarded-For``, or
-    every supporter would share the proxy's budget. The limiter fails open: if Redis is
-    unreachable, limits fall back to this process's memory rather than turn signups and
-    withdrawals away with errors.
+    every supporter would share the proxy's budget. Limits fail open: if Redis is unreachable,
+    they are counted in this process's memory rather than turn signups and withdrawals away
+    with errors.
     """
-    for name in LIMIT_SETTINGS:
-        # Flask-Limiter would only log a malformed limit and apply none: refuse to start instead.
-        try:
-            parse_limits(str(app.config[name]))
-        except ValueError:
-            raise ValueError(f"{name} is not a rate limit such as '60 per minute': "
-                             f"{app.config[name]!r}") from None
-    app.extensions[_KEY] = _derive_key(app.config)  # once, not on every request
-    proxies = int(app.config["TRUSTED_PROXIES"])
+    config = app.config
+    budgets = {name: _budget(config, name, scope, key) for name, scope, key in (
+        ("RATELIMIT_SIGNUP_PER_IP", "signup-ip", client_address_key),
+        ("RATELIMIT_SIGNUP_PER_EMAIL", "signup-email", submitted_email_key),
+        ("RATELIMIT_LINKS", "links", client_address_key),
+        ("RATELIMIT_TOKEN", "token", client_address_key),
+        ("RATELIMIT_API", "api", api_client_key))}
+    app.extensions[_KEY] = _derive_key(config)  # once, not on every request
+    app.extensions[_COUNTERS] = counters.from_url(config["RATELIMIT_STORAGE_URL"])
+    proxies = int(config["TRUSTED_PROXIES"])
     if proxies > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
-    storage = app.config["RATELIMIT_STORAGE_URL"]
-    if storage == "memory://":
-        # This process's counters, without the thread limits' own memory storage runs.
-        storage = f"{counters.SCHEME}://"
-    # A Redis that stops answering must cost a request a second at most, not hang it.
-    options = {"socket_connect_timeout": 1, "socket_timeout": 1} if storage.startswith(
-        ("redis://", "rediss://", "redis+unix://")) else {}
-    limiter = Limiter(
-        client_address_key, app=app, storage_uri=storage, storage_options=options,
-        strategy=STRATEGY, headers_enabled=False, key_prefix="consent_widget",
-        in_memory_fallback_enabled=True, swallow_errors=True)
-    _count_in_process_while_storage_is_down(limiter)
-    app.extensions[_EXTENSION] = limiter
-    config = app.config
 
-    # Two limits on one view: Flask-Limiter checks both from the innermost wrapper.
-    _limit_endpoint(app, SIGNUP_ENDPOINT, limiter.limit(
-        config["RATELIMIT_SIGNUP_PER_IP"], key_func=client_address_key, scope="signup-ip"))
-    _limit_endpoint(app, SIGNUP_ENDPOINT, limiter.limit(
-        config["RATELIMIT_SIGNUP_PER_EMAIL"], key_func=submitted_email_key,
-        scope="signup-email"))
-    links = limiter.shared_limit(config["RATELIMIT_LINKS"], scope="links",
-                                 key_func=client_address_key)
-    for endpoint in LINK_ENDPOINTS:
-        _limit_endpoint(app, endpoint, links)
-    _limit_endpoint(app, TOKEN_ENDPOINT, limiter.limit(
-        config["RATELIMIT_TOKEN"], key_func=client_address_key, scope="token"))
-    # On the blueprint rather than on each view: checked once, before the view, which costs
-    # half of a decorator's bookkeeping on the API's hottest path.
-    limiter.shared_limit(config["RATELIMIT_API"], scope="api",
-                         key_func=api_client_key)(app.blueprints[API_BLUEPRINT])
+    # Per address first: a flood from one address is refused before its form is even read.
+    _limit_endpoint(app, SIGNUP_ENDPOINT, budgets["RATELIMIT_SIGNUP_PER_IP"],
+                    budgets["RATELIMIT_SIGNUP_PER_EMAIL"])
+    for endpoint in LINK_ENDPOINTS:  # one scope: the three pages share one budget
+        _limit_endpoint(app, endpoint, budgets["RATELIMIT_LINKS"])
+    _limit_endpoint(app, TOKEN_ENDPOINT, budgets["RATELIMIT_TOKEN"])
+    for endpoint in [name for name in app.view_functions
+                     if name.startswith(API_BLUEPRINT + ".")]:
+        _limit_endpoint(app, endpoint, budgets["RATELIMIT_API"])
 
-    app.register_error_handler(RateLimitExceeded, _too_many_requests)
+    app.register_error_handler(RateLimited, _too_many_requests)
     app.after_request(_ratelimit_headers)

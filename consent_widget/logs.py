@@ -25,8 +25,8 @@ from flask.logging import default_handler
 #: Every logger of the package (``consent_widget.outbox``, the app's own) writes through this one.
 LOGGER = "consent_widget"
 #: Libraries whose lines are written the same way: the development server's request lines hold
-#: link paths (scrubbed here), and the limiter warns when Redis stops answering.
-NEIGHBOURS = ("werkzeug", "flask-limiter")
+#: link paths (scrubbed here).
+NEIGHBOURS = ("werkzeug",)
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Letters, digits and a few separators: enough for UUIDs and tracing ids, never an address.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -52,11 +52,18 @@ def test_clear_and_reset_forget_counters(clock):
     assert store.reset() == 2 and store.count() == 0 and store.get("b") == 0
 
 
+def test_a_hit_answers_the_count_and_the_end_of_its_window(clock):
+    store, start = counters.ProcessCounters(), clock[0]
+    assert store.hit("k", 60) == (1, start + 60)
+    clock[0] += 30
+    assert store.hit("k", 60, amount=2) == (3, start + 60)
+    clock[0] += 30  # the window is over: a new one starts with this hit
+    assert store.hit("k", 60) == (1, start + 120)
+
+
 def test_the_app_counts_in_this_process_with_them_by_default(app, client):
-    from flask_limiter import Limiter
-    assert app.config["RATELIMIT_STORAGE_URL"] == "memory://"
-    client.post("/oauth/token", data={"grant_type": "client_credentials"})  # a limited route
-    limiter = next(ext for ext in app.extensions.values() if isinstance(ext, Limiter))
-    assert isinstance(limiter.storage, counters.ProcessCounters) and limiter.storage.count() == 1
-    limiter.reset()  # Flask-Limiter's own tools take an empty storage for a storage too
-    assert limiter.storage.count() == 0
+    from consent_widget import limits
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"}
+                       ).status_code == 401
+    counted = app.extensions[limits._COUNTERS]
+    assert isinstance(counted, counters.ProcessCounters) and counted.count() == 1

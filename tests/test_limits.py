@@ -13,7 +13,7 @@ from limits.storage import MemoryStorage
 
 from consent_widget import create_app
 from consent_widget.cli import main
-from consent_widget.counters import ProcessCounters
+from consent_widget.counters import ProcessCounters, RedisCounters
 from helpers import widget_form
 
 REDIS_URL = os.environ.get("CONSENT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -174,28 +174,32 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(campaign_app
     assert ask("198.51.100.1") == 429
 
 
-def test_unreachable_redis_falls_back_to_in_process_counters(campaign_app_factory, monkeypatch):
+def test_unreachable_redis_falls_back_to_in_process_counters(campaign_app_factory, monkeypatch,
+                                                             caplog):
     # Limits still apply rather than fail, counted in the project's own counters: limits' memory
     # storage would sweep every counter from a thread every 10 ms for as long as Redis is down.
-    counted = {"limits' memory storage": 0, "process counters": 0}
+    counted = {"limits' memory storage": 0, "process counters": 0, "redis": 0}
 
-    def spy(storage_class, name):
-        original = storage_class.incr
+    def spy(storage_class, method, name):
+        original = getattr(storage_class, method)
 
-        def incr(self, *args, **kwargs):
+        def counting(self, *args, **kwargs):
             counted[name] += 1
             return original(self, *args, **kwargs)
-        monkeypatch.setattr(storage_class, "incr", incr)
+        monkeypatch.setattr(storage_class, method, counting)
 
-    spy(MemoryStorage, "limits' memory storage")
-    spy(ProcessCounters, "process counters")
+    spy(MemoryStorage, "incr", "limits' memory storage")
+    spy(ProcessCounters, "hit", "process counters")
+    spy(RedisCounters, "hit", "redis")
     # Port 1 on loopback refuses at once: Redis "down".
     app, client = campaign_app_factory(RATELIMIT_STORAGE_URL="redis://127.0.0.1:1/0",
                                        RATELIMIT_TOKEN="2 per minute")
     statuses = [client.post("/oauth/token", data={"grant_type": "client_credentials"}).status_code
                 for _ in range(3)]
     assert statuses == [401, 401, 429]
-    assert counted == {"limits' memory storage": 0, "process counters": 3}
+    # Redis was tried once, then left alone for a while rather than cost every request a try.
+    assert counted == {"limits' memory storage": 0, "process counters": 3, "redis": 1}
+    assert "rate-limit storage unreachable" in caplog.text
 
 
 # --- several instances, one Redis ------------------------------------------------------------------
@@ -220,10 +224,19 @@ def test_two_instances_share_one_budget_through_redis(redis_url, app_config, app
     first, second = create_app(settings), create_app(settings)
     one, two = first.test_client(), second.test_client()
     token = access_token(one, create_client(first))
-    assert [check(c, token).status_code for c in (one, two, one)] == [200, 200, 200]
+    answers = [check(c, token) for c in (one, two, one)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    # One window, counted in Redis: the headers go down across the two instances, and both
+    # say the same window ends at the same time.
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+    assert {a.headers["RateLimit-Policy"] for a in answers} == {"3;w=60"}
+    resets = [int(a.headers["RateLimit-Reset"]) for a in answers]
+    assert max(resets) - min(resets) <= 1 and 0 < resets[0] <= 60
     refused = check(two, token)
     assert refused.status_code == 429
     assert refused.json["error"] == "rate_limited"
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert refused.headers["Retry-After"] == refused.headers["RateLimit-Reset"]
 
     email = f"shared-{secrets.token_hex(4)}@example.test"
     assert one.post("/w/demo", data=widget_form(one, email)).status_code == 200
