@@ -124,7 +124,7 @@ def check():
     email, subject_id = body.get("email"), body.get("subject_id")
     if (email is None) == (subject_id is None):
         raise ApiError(400, "invalid_subject", "Give exactly one of email or subject_id.")
-    session = db.session()
+    reader = db.connection()
     claims = {}
     if email is not None:
         if not isinstance(email, str):
@@ -134,14 +134,14 @@ def check():
         except InvalidEmail as exc:
             raise ApiError(400, "invalid_email", str(exc)) from None
         key = lookup_hmac(lookup_key(current_app.config), address)
-        found = state.lookup(session, current_token.campaign_id, purpose, network,
+        found = state.lookup(reader, current_token.campaign_id, purpose, network,
                              email_hmacs=[key])
         claims["email_sha256"] = plain_digest(address)
     else:
         if not _is_subject_id(subject_id):
             raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
         key = subject_id
-        found = state.lookup(session, current_token.campaign_id, purpose, network,
+        found = state.lookup(reader, current_token.campaign_id, purpose, network,
                              public_ids=[key])
         claims["subject_id_asked"] = subject_id
     view = found.get(key, state.UNKNOWN)
