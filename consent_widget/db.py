@@ -217,16 +217,18 @@ def session() -> Session:
 
 
 def connection() -> Connection:
-    """A connection of the current app context, in a transaction begun on first use, for
-    statements that need no ORM (the API's token and consent reads).
+    """A connection of the current app context for reads that need no ORM (the API's token and
+    consent reads), in no transaction of its own.
 
-    A third of what a consent check cost was the ORM session's own bookkeeping around two
-    statements; a plain connection costs a fraction of it. In a request marked
-    :func:`read_only` its transaction is a read one, which on SQLite never waits for writers.
+    A third of what a consent check cost was the ORM session's bookkeeping around its two
+    statements, and a transaction begun and rolled back around them cost as much as one of
+    them. Without one, on SQLite each read is a snapshot of its own (the token's, then the
+    consent's: two facts that do not depend on each other); PostgreSQL's driver begins one
+    itself. A statement run through SQLAlchemy (:meth:`Connection.execute`) begins one as
+    usual, a read one in a request marked :func:`read_only`.
     """
     if "db_connection" not in g:
         g.db_connection = engine().connect()
-        g.db_connection.begin()
     return g.db_connection
 
 
