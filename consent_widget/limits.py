@@ -23,7 +23,7 @@ import hmac
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from flask import current_app, g, jsonify, render_template, request
 from flask_babel import gettext as _
@@ -140,9 +140,9 @@ class Budget:
     key: Callable[[], str]
 
 
-@dataclass(frozen=True)
-class Spent:
-    """Where a request stands in the tightest limit it was counted against."""
+class Spent(NamedTuple):
+    """Where a request stands in the tightest limit it was counted against (a named tuple:
+    one is made per limit and request)."""
 
     item: RateLimitItem
     remaining: int
@@ -164,13 +164,13 @@ def _count(budgets: tuple[Budget, ...]) -> None:
 
     The tightest limit (fewest requests left) is kept on ``g`` for the headers.
     """
-    counters = current_app.extensions[_COUNTERS]
+    store = current_app.extensions[_COUNTERS]
     tightest = getattr(g, "rate_limit", None)
     for budget in budgets:
         key = budget.key()
         for item in budget.items:
             window = item.get_expiry()
-            count, reset_at = counters.hit(
+            count, reset_at = store.hit(
                 f"{PREFIX}:{budget.scope}:{key}:{item.amount}/{window}", window)
             spent = Spent(item, item.amount - count, reset_at)
             if tightest is None or spent.remaining < tightest.remaining:
