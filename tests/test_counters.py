@@ -67,3 +67,40 @@ def test_the_app_counts_in_this_process_with_them_by_default(app, client):
                        ).status_code == 401
     counted = app.extensions[limits._COUNTERS]
     assert isinstance(counted, counters.ProcessCounters) and counted.count() == 1
+
+
+class _Flaky:
+    """A shared storage that is down until told otherwise, counting the calls it gets."""
+
+    errors = (OSError,)
+
+    def __init__(self):
+        self.down, self.calls = True, 0
+
+    def hit(self, key, window, amount=1):
+        self.calls += 1
+        if self.down:
+            raise ConnectionRefusedError("down")
+        return 41 + amount, 1e12
+
+
+def test_a_failed_storage_is_left_alone_then_tried_again(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(counters.time, "monotonic", lambda: now[0])
+    shared = _Flaky()
+    store = counters.FailoverCounters(shared, counters.ProcessCounters())
+    # Down: counted in this process, and the storage is not asked again for a while.
+    assert [store.hit("k", 60)[0] for _ in range(3)] == [1, 2, 3]
+    assert shared.calls == 1
+    shared.down = False
+    now[0] += counters.RETRY_INTERVAL - 0.1
+    assert store.hit("k", 60)[0] == 4 and shared.calls == 1
+    now[0] += 0.1  # back in the shared storage once the interval is over
+    assert store.hit("k", 60) == (42, 1e12) and shared.calls == 2
+
+
+def test_memory_and_redis_urls_choose_their_counters():
+    assert isinstance(counters.from_url("memory://"), counters.ProcessCounters)
+    redis_backed = counters.from_url("redis://127.0.0.1:6379/0")
+    assert isinstance(redis_backed, counters.FailoverCounters)
+    assert isinstance(redis_backed.shared, counters.RedisCounters)
