@@ -77,18 +77,32 @@ def lookup_hmac(key: bytes, normalised: str) -> str:
     return lookup_hasher(key)(normalised)
 
 
+#: HMAC's inner and outer pads (RFC 2104), as translation tables of the key's bytes.
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+_SHA256_BLOCK = 64
+
+
 def lookup_hasher(key: bytes):
     """:func:`lookup_hmac` under ``key`` as a function of the address alone.
 
-    The key is absorbed once and the state copied for each address, which halves the cost of
-    hashing the 10,000 addresses of a batch.
+    HMAC-SHA256 built as RFC 2104 defines it, from two SHA-256 states that absorb the padded
+    key once and are copied for each address: ``hmac.HMAC.copy()`` wraps each copy in a new
+    Python object, which cost as much as the hashing itself over the 10,000 addresses of a
+    batch, where hashlib's copies are plain C. A test holds it to :func:`hmac.new`.
     """
-    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner, outer = (hashlib.sha256(key.translate(_INNER_PAD)).copy,
+                    hashlib.sha256(key.translate(_OUTER_PAD)).copy)
 
     def digest(normalised: str) -> str:
         local, _, domain = normalised.rpartition("@")
-        mac = keyed.copy()
-        mac.update(f"{local.lower()}@{domain}".encode("utf-8"))
+        hashed = inner()
+        hashed.update(f"{local.lower()}@{domain}".encode("utf-8"))
+        mac = outer()
+        mac.update(hashed.digest())
         return mac.hexdigest()
 
     return digest

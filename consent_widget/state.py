@@ -114,14 +114,19 @@ def state_of(session: Session, campaign: Campaign, subject: Subject | None, purp
 
 def _lookup_query(column, many: bool) -> Select:
     """Subjects whose ``column`` is ``:keys`` (a list when ``many``), each with its state for
-    one question."""
+    one question at ``:now``.
+
+    The database tells a lapsed consent from one that holds (:func:`effective_status_column`),
+    so the expiry is compared there instead of read back: turning each row's ``expires_at``
+    into a datetime took a tenth of a 10,000-entry batch's lookup.
+    """
     state_join = and_(ConsentState.campaign_id == Subject.campaign_id,
                       ConsentState.subject_id == Subject.id,
                       ConsentState.purpose == bindparam("purpose"),
                       ConsentState.network == bindparam("network"))
     matches = column.in_(bindparam("keys", expanding=True)) if many \
         else column == bindparam("keys")
-    return (select(column, Subject.public_id, ConsentState.status, ConsentState.expires_at,
+    return (select(column, Subject.public_id, effective_status_column(bindparam("now")),
                    ConsentState.receipt_id, ConsentState.given_at, Notice.version)
             .select_from(Subject)
             .outerjoin(ConsentState, state_join)
@@ -151,6 +156,8 @@ def lookup(session: Session, campaign_id: int, purpose: str, network: str, *,
     statement = _STATEMENTS[by, many]
     now = now or utcnow()
     rows = session.connection().execute(statement, {
-        "campaign_id": campaign_id, "purpose": purpose, "network": network,
+        "campaign_id": campaign_id, "purpose": purpose, "network": network, "now": now,
         "keys": keys if many else keys[0]})
-    return {key: view(*fields, now) for key, *fields in rows.all()}
+    # The status read is already the effective one: no expiry left for view() to compare.
+    return {key: view(public_id, status, None, receipt_id, given_at, notice_version, now)
+            for key, public_id, status, receipt_id, given_at, notice_version in rows.all()}

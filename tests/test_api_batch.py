@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import jwt
@@ -224,3 +225,12 @@ def test_the_fast_path_normalises_exactly_as_email_validator(address):
         assert normalise(address) == expected
     fast = emails._plain(address)
     assert fast is None or fast == expected  # the fast path never decides otherwise
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"y" * 65, b"z" * 200])
+def test_the_lookup_hash_is_hmac_sha256_of_the_address_with_its_local_part_lower_cased(key):
+    for address in ["A.B@example.org", "\u00c9\u03a3@x.org", '"Q@x"@y.org', "a@xn--bcher-kva.ch"]:
+        local, _, domain = address.rpartition("@")
+        expected = hmac.new(key, f"{local.lower()}@{domain}".encode(), hashlib.sha256).hexdigest()
+        assert emails.lookup_hasher(key)(address) == expected
+        assert emails.lookup_hmac(key, address) == expected
