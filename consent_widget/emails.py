@@ -28,7 +28,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 #: Plain ASCII addresses, which are almost all of them. For these, normalising only trims and
 #: lower-cases the domain, which takes a twentieth of email-validator's time; anything else
 #: (Unicode, IDNA labels, quoted local parts, odd top-level domains) goes to email-validator.
-_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})")
+_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+([A-Za-z]{{2,63}}))")
 
 
 def normalise(address: str) -> str:
@@ -49,13 +49,15 @@ def _plain(address) -> str | None:
         return None
     trimmed = address.strip()
     match = _PLAIN_ADDRESS.fullmatch(trimmed)
-    if match is None or len(trimmed) > MAX_EMAIL_LENGTH or len(match.group(1)) > 64:
+    if match is None or len(trimmed) > MAX_EMAIL_LENGTH:
         return None
-    domain = match.group(2).lower()
-    if "--" in domain or len(domain) > 253 \
-            or domain.rsplit(".", 1)[-1] in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+    local, domain, top_level = match.groups()
+    if len(local) > 64 or "--" in domain or len(domain) > 253 \
+            or top_level.lower() in email_validator.SPECIAL_USE_DOMAIN_NAMES:
         return None
-    return f"{match.group(1)}@{domain}"
+    # Most addresses already have a lower-case domain: then the trimmed text is the answer.
+    lower = domain.lower()
+    return trimmed if lower == domain else f"{local}@{lower}"
 
 
 def _validated(address: str) -> str:
