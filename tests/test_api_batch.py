@@ -5,11 +5,15 @@ import hashlib
 import hmac
 import json
 
+from datetime import timedelta
+
 import jwt
 import pytest
+from sqlalchemy import select, update
 
-from consent_widget import db, emails
+from consent_widget import batch, db, emails
 from consent_widget.emails import InvalidEmail, normalise
+from consent_widget.models import ConsentState, Subject, utcnow
 from conftest import run_json
 from helpers import counts, give, sign_up
 from helpers import withdraw as withdraw_consents
@@ -92,6 +96,65 @@ def test_batch_decision_is_bound_to_the_exact_request_and_results(client, token,
                                                 "emails": population[:1]})
     assert decision_claims(client, other.json["decision"])[1]["request_sha256"] \
         != claims["request_sha256"]
+
+
+def test_a_batch_of_many_chunks_answers_every_entry_in_order(client, token, population,
+                                                              monkeypatch):
+    # Duplicates and spellings of one address (the case of neither part counts) fall in
+    # different chunks, and one chunk holds the same address twice: each entry still gets its
+    # own answer, in its place.
+    emails_asked = population * 3 + ["GIVEN@example.test", "given@EXAMPLE.TEST", "x@y.test"]
+    question = {"purpose": "social_matching", "network": "facebook"}
+    whole = post(client, token, "check-batch", {**question, "emails": emails_asked}).json
+    monkeypatch.setattr(batch, "CHUNK", 3)
+    chunked = post(client, token, "check-batch", {**question, "emails": emails_asked}).json
+    assert chunked["results"] == whole["results"]
+    statuses = [r["status"] for r in chunked["results"]]
+    assert statuses == ["given", "unknown", "withdrawn", "requested", "refused", "given",
+                        "refused", "withdrawn"] * 3 + ["given", "given", "unknown"]
+    ids = [r["subject_id"] or "sub_nobody" for r in chunked["results"]]
+    by_id = post(client, token, "check-batch", {**question, "subject_ids": ids}).json
+    assert [r["status"] for r in by_id["results"]] == statuses
+    audit = post(client, token, "purge-audit", {**question, "emails": emails_asked}).json
+    assert [entry["index"] for entry in audit["purge"]] == [
+        index for index, status in enumerate(statuses) if status != "given"]
+
+
+def test_a_consent_past_its_validity_is_expired_in_single_and_batch_checks(app, client, token):
+    give(app, "demo", "lapsed@example.test", networks=["facebook"])
+    give(app, "demo", "current@example.test", networks=["facebook"])
+    with app.app_context():
+        with db.transaction() as session:
+            lapsed = session.scalars(select(Subject.id).where(
+                Subject.email == "lapsed@example.test")).one()
+            # Past its validity, before the lifecycle job has recorded the expiry.
+            session.execute(update(ConsentState).where(ConsentState.subject_id == lapsed)
+                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+            session.execute(update(ConsentState).where(ConsentState.subject_id != lapsed)
+                            .values(expires_at=utcnow() + timedelta(minutes=5)))
+    question = {"purpose": "social_matching", "network": "facebook"}
+    results = post(client, token, "check-batch", {
+        **question, "emails": ["lapsed@example.test", "current@example.test"]}).json["results"]
+    for email, result in zip(["lapsed@example.test", "current@example.test"], results):
+        single = post(client, token, "check", {**question, "email": email}).json
+        single.pop("decision")
+        assert result == single
+    lapsed_answer, current_answer = results
+    assert (lapsed_answer["status"], lapsed_answer["allowed"]) == ("expired", False)
+    # An expiry's receipt is the proof of when to stop; no time of consent goes with it.
+    assert lapsed_answer["receipt_id"] and lapsed_answer["given_at"] is None
+    assert (current_answer["status"], current_answer["allowed"]) == ("given", True)
+    assert current_answer["given_at"] and current_answer["notice_version"] == 1
+
+
+def test_a_malformed_entry_is_named_by_its_index(client, token):
+    question = {"purpose": "social_matching", "network": "facebook"}
+    for entries, index in ((["a@b.test", "A@B.test", "not an address"], 2),
+                           (["a@b.test", None], 1), (["x@" + "y" * 300 + ".test"], 0)):
+        response = post(client, token, "check-batch", {**question, "emails": entries})
+        assert response.status_code == 400
+        assert response.json["error"] == "invalid_email"
+        assert response.json["message"].startswith(f"emails[{index}]: ")
 
 
 @pytest.mark.parametrize("body, status, code", [
