@@ -5,13 +5,13 @@ import hashlib
 import hmac
 import json
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
 from sqlalchemy import select, update
 
-from consent_widget import batch, db, emails
+from consent_widget import api, batch, db, emails, keys, state
 from consent_widget.emails import InvalidEmail, normalise
 from consent_widget.models import ConsentState, Subject, utcnow
 from conftest import run_json
@@ -297,3 +297,17 @@ def test_the_lookup_hash_is_hmac_sha256_of_the_address_with_its_local_part_lower
         expected = hmac.new(key, f"{local.lower()}@{domain}".encode(), hashlib.sha256).hexdigest()
         assert emails.lookup_hasher(key)(address) == expected
         assert emails.lookup_hmac(key, address) == expected
+
+
+def test_batch_results_are_the_canonical_json_of_the_single_answers():
+    given_at = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    views = [state.UNKNOWN, state.StateView("unknown", "sub_a"),
+             state.StateView("given", "sub_b", "rcp-1", given_at, 3),
+             state.StateView("given", "sub_c", "rcp-2", given_at.replace(microsecond=0), None),
+             state.StateView("withdrawn", "sub_d", "rcp-3"), state.StateView("expired", "sub_e", "r"),
+             state.StateView("requested", "sub_f"), state.StateView("refused", "sub_g"),
+             # Whatever the text, it is escaped exactly as the json module escapes it.
+             state.StateView("given", 'sub_"\\\n\u00e9\u2028\x00', "\U0001f600", given_at, 0)]
+    for purpose, network in (("social_matching", "facebook"), ("newsletter", "")):
+        expected = keys.canonical_json([api._answer(view, purpose, network) for view in views])
+        assert api._answers_json(views, purpose, network) == expected
