@@ -120,6 +120,17 @@ def test_a_batch_of_many_chunks_answers_every_entry_in_order(client, token, popu
         index for index, status in enumerate(statuses) if status != "given"]
 
 
+def test_a_batch_answers_the_same_with_its_keys_bound_one_by_one(client, token, population,
+                                                                 monkeypatch):
+    # The expanding IN that a database without a list parameter gets (here: an SQLite
+    # without JSON functions; PostgreSQL always binds an array).
+    question = {"purpose": "social_matching", "network": "facebook", "emails": population}
+    listed = post(client, token, "check-batch", question).json["results"]
+    monkeypatch.setattr(state, "_SQLITE_JSON", False)
+    assert state._key_form("sqlite", 2) == "expanding"
+    assert post(client, token, "check-batch", question).json["results"] == listed
+
+
 def test_a_consent_past_its_validity_is_expired_in_single_and_batch_checks(app, client, token):
     give(app, "demo", "lapsed@example.test", networks=["facebook"])
     give(app, "demo", "current@example.test", networks=["facebook"])
