@@ -81,6 +81,8 @@ def view(public_id: str | None, status: str | None, expires_at: datetime | None,
     """The answer for one subject from its state's fields; ``status`` None means never asked.
 
     The one place the rules live: a single check, a batch and the ORM path all answer with it.
+    :func:`lookup` passes no ``expires_at``: its query has already read a lapsed consent as
+    expired, with :func:`effective_status_column`, the SQL form of the same rule.
     """
     if public_id is None:
         return UNKNOWN
