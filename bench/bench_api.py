@@ -5,7 +5,8 @@ In one run, on loopback:
 1. builds an SQLite database of 1,000,000 subjects (half given Facebook matching, a quarter
    withdrawn, a quarter never asked) with bulk inserts of precomputed rows;
 2. serves the app with gunicorn, and with the same gunicorn settings (threaded workers,
-   preloaded, keep-alive: ``--workers`` and ``--threads``):
+   preloaded and frozen before the fork as gunicorn.conf.py does, keep-alive: ``--workers``
+   and ``--threads``):
 
    - a minimal Flask route (a JSON answer, nothing else): what Flask and gunicorn cost;
    - the "floor" (:data:`FLOOR_APP`): a route that does only what any check must, with the
@@ -34,8 +35,10 @@ floor's; batch check at least 50,000 entries per second.
 Run: ``.venv/bin/python bench/bench_api.py`` (``--subjects N``, ``--duration S``,
 ``--rounds N``, ``--workers N``, ``--threads N``, ``--connections N``; ``--quick`` for 100,000
 subjects and two rounds of 3 s, a run of about a minute, which explicit options override).
-Not part of the test
-suite: figures depend on the machine.
+``--batch-only`` serves only the app and runs only step 4, ``--rounds`` times (the median is
+printed), with the server's CPU time per 10,000 entries, which other work on the machine
+changes less than it changes throughput. Not part of the test suite: figures depend on the
+machine.
 """
 from __future__ import annotations
 
@@ -193,11 +196,11 @@ def populate(database: Path, subjects: int, env: dict) -> dict:
     return client
 
 
-#: What every app is served with besides the command line: the project's gunicorn.conf.py
-#: freezes what the preloading master holds before it forks, so that a worker's collections of
-#: the garbage do not scan the app's modules on every pass; the other apps get the same.
-GUNICORN_CONFIG = """
-import gc
+#: The one setting of the project's gunicorn.conf.py that every app gets here too: before the
+#: workers are forked, the preloaded app's objects are frozen out of the garbage collector's
+#: reach. Without it, each full collection in a worker walks the whole app: the 10,000-entry
+#: batch check set one off every two or three batches, some 25 ms a batch on average.
+GUNICORN_CONFIG = """import gc
 
 
 def when_ready(server):
@@ -208,11 +211,10 @@ def when_ready(server):
 def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subprocess.Popen:
     """Start gunicorn on loopback with the given settings and wait until it accepts connections.
 
-    Every app gets exactly these settings (gthread workers, preloaded app, keep-alive), the
-    project's too: its gunicorn.conf.py would pick single-threaded workers on SQLite. A config
-    file of the script's own keeps gunicorn from reading any other; it holds the one hook of
-    the project's that every app takes as well, the ``gc.freeze()`` before the fork
-    (:data:`GUNICORN_CONFIG`).
+    Every app gets exactly these settings (gthread workers, preloaded app frozen before the
+    fork, keep-alive), the project's too: its gunicorn.conf.py would pick single-threaded
+    workers on SQLite. A config file of the bench's own (:data:`GUNICORN_CONFIG`) keeps gunicorn
+    from reading any other.
     """
     own_config = module_dir / "bench_gunicorn.conf.py" if module_dir != ROOT else None
     config = Path(tempfile.mkstemp(suffix=".conf.py")[1]) if own_config is None else own_config
@@ -344,6 +346,29 @@ def batch_rate(port: int, bearer: str, bodies: list[str], clients: int) -> tuple
     return len(bodies) * 10_000 / elapsed, count
 
 
+def batch_figures(server: subprocess.Popen, port: int, bearer: str, args, rounds: int) -> None:
+    """Step 4: print the batch check's entries per second from one client, then from one
+    client per worker at once; with several ``rounds``, each round's and their median, and the
+    server's CPU time per 10,000-entry batch."""
+    bodies = batch_bodies(args.subjects, 10)
+    for clients in (1, args.workers):
+        rates, cpus = [], []
+        for number in range(1, rounds + 1):
+            before = cpu_seconds(server)
+            rate, allowed = batch_rate(port, bearer, bodies, clients)
+            rates.append(rate)
+            cpus.append((cpu_seconds(server) - before) * 1000 / len(bodies))
+            if rounds > 1:
+                print(f"round {number} batch check, {clients} client(s): {rate:8.0f} entries/s  "
+                      f"server CPU {cpus[-1]:4.0f} ms/batch")
+        rate, cpu = statistics.median(rates), statistics.median(cpus)
+        who = ("from one client" if clients == 1
+               else f"from {clients} clients at once, one per worker")
+        print(f"{'batch check':>36}: {rate:8.0f} entries/s in 10,000-entry batches {who} "
+              f"({allowed} allowed) on {args.subjects:,} subjects; server CPU {cpu:.0f} ms "
+              f"per batch (target >= {BATCH_TARGET:,})")
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
@@ -357,6 +382,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--quick", action="store_true",
                         help="100,000 subjects, 2 rounds of 3 s: a run of about a minute")
+    parser.add_argument("--batch-only", action="store_true",
+                        help="serve only the app and run only the batch checks (step 4), "
+                             "--rounds times")
     args = parser.parse_args()
     quick = {"subjects": 100_000, "duration": 3, "rounds": 2}
     full = {"subjects": 1_000_000, "duration": 5, "rounds": 3}
@@ -379,6 +407,10 @@ def main() -> None:
         app_port = free_port()
         app_server = serve(ROOT, "server:app", app_port, args, env)
         servers.append(app_server)
+        bearer = token(app_port, client)
+        if args.batch_only:
+            batch_figures(app_server, app_port, bearer, args, args.rounds)
+            return
         targets = {"check": (app_server, f"http://127.0.0.1:{app_port}/api/v1/consents/check")}
         for name, module in (("minimal Flask route", "minimal_app"), ("floor", "floor_app"),
                              ("floor + Flask-Limiter", "limiter_floor_app")):
@@ -386,7 +418,6 @@ def main() -> None:
             server = serve(workdir, f"{module}:app", port, args, env)
             servers.append(server)
             targets[name] = (server, f"http://127.0.0.1:{port}/check")
-        bearer = token(app_port, client)
         load = load_wrk if shutil.which("wrk") else load_python
         question = json.dumps({"email": email_of(1), "purpose": "social_matching",
                                "network": "facebook"})
@@ -446,13 +477,7 @@ def main() -> None:
         print(f"{'check p99':>36}: {median('check', 'p99'):.2f} ms (median of the rounds; "
               f"minimal {median('minimal Flask route', 'p99'):.2f} ms, floor "
               f"{median('floor', 'p99'):.2f} ms)")
-        bodies = batch_bodies(args.subjects, 10)
-        single, allowed = batch_rate(app_port, bearer, bodies, 1)
-        print(f"{'batch check':>36}: {single:8.0f} entries/s in 10,000-entry batches from one "
-              f"client ({allowed} allowed) on {args.subjects:,} subjects")
-        rate, _ = batch_rate(app_port, bearer, bodies, args.workers)
-        print(f"{'batch check':>36}: {rate:8.0f} entries/s from {args.workers} clients at once, "
-              f"one per worker (target >= {BATCH_TARGET:,})")
+        batch_figures(app_server, app_port, bearer, args, 1)
     finally:
         for server in servers:
             server.terminate()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from json.encoder import encode_basestring
 
 from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request
@@ -103,6 +104,7 @@ def _is_subject_id(value) -> bool:
 
 
 def _answer(view: state.StateView, purpose: str, network: str) -> dict:
+    # A batch's answers have these fields too, written by _answers_json without this dict.
     return {
         "allowed": view.allowed,
         "status": view.status,
@@ -113,6 +115,35 @@ def _answer(view: state.StateView, purpose: str, network: str) -> dict:
         "given_at": view.given_at.isoformat() if view.given_at else None,
         "notice_version": view.notice_version,
     }
+
+
+def _json_text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
+
+
+def _answers_json(states: list[state.StateView], purpose: str, network: str) -> bytes:
+    """``keys.canonical_json([_answer(view, purpose, network) for view in states])``, the same
+    bytes, written straight from the views.
+
+    Building a dict per entry and encoding the lot took as long as a batch's SQL. Here each
+    answer fills the canonical template (sorted keys, no spaces) with only the fields that
+    differ from one entry to the next, each escaped by the function the json module's encoder
+    escapes strings with (``ensure_ascii=False``, as canonical_json). A test holds the two to
+    the same bytes for every kind of answer: a field added to :func:`_answer` must come here.
+    """
+    template = ('{"allowed":%s,"given_at":%s,"network":' + _json_text(network or None)
+                + ',"notice_version":%s,"purpose":' + _json_text(purpose)
+                + ',"receipt_id":%s,"status":%s,"subject_id":%s}')
+    text = _json_text
+    answers = []
+    add = answers.append
+    for view in states:
+        status, subject_id, receipt_id, given_at, notice_version = view
+        add(template % ("true" if view.allowed else "false",
+                        text(given_at.isoformat() if given_at else None),
+                        "null" if notice_version is None else notice_version,
+                        text(receipt_id), text(status), text(subject_id)))
+    return ("[" + ",".join(answers) + "]").encode("utf-8")
 
 
 @bp.post("/consents/check")
@@ -218,7 +249,7 @@ def _signed_claims(purpose: str, network: str, kind: str, count: int) -> dict:
 def check_batch():
     """Up to 10,000 checks at once, answered in order under one signed decision."""
     purpose, network, kind, _, states = _batch_question(_json_object(MAX_BATCH_BODY))
-    results = keys.canonical_json([_answer(view, purpose, network) for view in states])
+    results = _answers_json(states, purpose, network)
     claims = _signed_claims(purpose, network, kind, len(states))
     claims.update(allowed_count=sum(1 for view in states if view.allowed),
                   results_sha256=hashlib.sha256(results).hexdigest())

@@ -47,13 +47,25 @@ class UTCDateTime(TypeDecorator):
                 value = value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value, dialect):
-        if value is not None:
+    def result_processor(self, dialect, coltype):
+        """The dialect's conversion (SQLite's text to a datetime), then UTC, in one function.
+
+        In place of ``process_result_value``, which SQLAlchemy would call through two more
+        levels of functions for each value: a batch check reads some 15,000 timestamps.
+        """
+        parse = self.impl_instance.result_processor(dialect, coltype)
+        utc = timezone.utc
+
+        def process(value):
+            if value is None:
+                return None
+            if parse is not None:
+                value = parse(value)
             # PostgreSQL answers in the session's TimeZone (+01:00 in Paris): back to UTC, or the
             # ISO string the ledger hashes would change with the server's settings.
-            value = (value.replace(tzinfo=timezone.utc) if value.tzinfo is None
-                     else value.astimezone(timezone.utc))
-        return value
+            return value.replace(tzinfo=utc) if value.tzinfo is None else value.astimezone(utc)
+
+        return process
 
 
 class Base(DeclarativeBase):

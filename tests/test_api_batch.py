@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
+from sqlalchemy import select, update
 
-from consent_widget import db, emails
+from consent_widget import api, batch, db, emails, keys, state
 from consent_widget.emails import InvalidEmail, normalise
+from consent_widget.models import ConsentState, Subject, utcnow
 from conftest import run_json
 from helpers import counts, give, sign_up
 from helpers import withdraw as withdraw_consents
@@ -91,6 +96,76 @@ def test_batch_decision_is_bound_to_the_exact_request_and_results(client, token,
                                                 "emails": population[:1]})
     assert decision_claims(client, other.json["decision"])[1]["request_sha256"] \
         != claims["request_sha256"]
+
+
+def test_a_batch_of_many_chunks_answers_every_entry_in_order(client, token, population,
+                                                              monkeypatch):
+    # Duplicates and spellings of one address (the case of neither part counts) fall in
+    # different chunks, and one chunk holds the same address twice: each entry still gets its
+    # own answer, in its place.
+    emails_asked = population * 3 + ["GIVEN@example.test", "given@EXAMPLE.TEST", "x@y.test"]
+    question = {"purpose": "social_matching", "network": "facebook"}
+    whole = post(client, token, "check-batch", {**question, "emails": emails_asked}).json
+    monkeypatch.setattr(batch, "CHUNK", 3)
+    chunked = post(client, token, "check-batch", {**question, "emails": emails_asked}).json
+    assert chunked["results"] == whole["results"]
+    statuses = [r["status"] for r in chunked["results"]]
+    assert statuses == ["given", "unknown", "withdrawn", "requested", "refused", "given",
+                        "refused", "withdrawn"] * 3 + ["given", "given", "unknown"]
+    ids = [r["subject_id"] or "sub_nobody" for r in chunked["results"]]
+    by_id = post(client, token, "check-batch", {**question, "subject_ids": ids}).json
+    assert [r["status"] for r in by_id["results"]] == statuses
+    audit = post(client, token, "purge-audit", {**question, "emails": emails_asked}).json
+    assert [entry["index"] for entry in audit["purge"]] == [
+        index for index, status in enumerate(statuses) if status != "given"]
+
+
+def test_a_batch_answers_the_same_with_its_keys_bound_one_by_one(client, token, population,
+                                                                 monkeypatch):
+    # The expanding IN that a database without a list parameter gets (here: an SQLite
+    # without JSON functions; PostgreSQL always binds an array).
+    question = {"purpose": "social_matching", "network": "facebook", "emails": population}
+    listed = post(client, token, "check-batch", question).json["results"]
+    monkeypatch.setattr(state, "_SQLITE_JSON", False)
+    assert state._key_form("sqlite", 2) == "expanding"
+    assert post(client, token, "check-batch", question).json["results"] == listed
+
+
+def test_a_consent_past_its_validity_is_expired_in_single_and_batch_checks(app, client, token):
+    give(app, "demo", "lapsed@example.test", networks=["facebook"])
+    give(app, "demo", "current@example.test", networks=["facebook"])
+    with app.app_context():
+        with db.transaction() as session:
+            lapsed = session.scalars(select(Subject.id).where(
+                Subject.email == "lapsed@example.test")).one()
+            # Past its validity, before the lifecycle job has recorded the expiry.
+            session.execute(update(ConsentState).where(ConsentState.subject_id == lapsed)
+                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+            session.execute(update(ConsentState).where(ConsentState.subject_id != lapsed)
+                            .values(expires_at=utcnow() + timedelta(minutes=5)))
+    question = {"purpose": "social_matching", "network": "facebook"}
+    results = post(client, token, "check-batch", {
+        **question, "emails": ["lapsed@example.test", "current@example.test"]}).json["results"]
+    for email, result in zip(["lapsed@example.test", "current@example.test"], results):
+        single = post(client, token, "check", {**question, "email": email}).json
+        single.pop("decision")
+        assert result == single
+    lapsed_answer, current_answer = results
+    assert (lapsed_answer["status"], lapsed_answer["allowed"]) == ("expired", False)
+    # An expiry's receipt is the proof of when to stop; no time of consent goes with it.
+    assert lapsed_answer["receipt_id"] and lapsed_answer["given_at"] is None
+    assert (current_answer["status"], current_answer["allowed"]) == ("given", True)
+    assert current_answer["given_at"] and current_answer["notice_version"] == 1
+
+
+def test_a_malformed_entry_is_named_by_its_index(client, token):
+    question = {"purpose": "social_matching", "network": "facebook"}
+    for entries, index in ((["a@b.test", "A@B.test", "not an address"], 2),
+                           (["a@b.test", None], 1), (["x@" + "y" * 300 + ".test"], 0)):
+        response = post(client, token, "check-batch", {**question, "emails": entries})
+        assert response.status_code == 400
+        assert response.json["error"] == "invalid_email"
+        assert response.json["message"].startswith(f"emails[{index}]: ")
 
 
 @pytest.mark.parametrize("body, status, code", [
@@ -224,3 +299,26 @@ def test_the_fast_path_normalises_exactly_as_email_validator(address):
         assert normalise(address) == expected
     fast = emails._plain(address)
     assert fast is None or fast == expected  # the fast path never decides otherwise
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"y" * 65, b"z" * 200])
+def test_the_lookup_hash_is_hmac_sha256_of_the_address_with_its_local_part_lower_cased(key):
+    for address in ["A.B@example.org", "\u00c9\u03a3@x.org", '"Q@x"@y.org', "a@xn--bcher-kva.ch"]:
+        local, _, domain = address.rpartition("@")
+        expected = hmac.new(key, f"{local.lower()}@{domain}".encode(), hashlib.sha256).hexdigest()
+        assert emails.lookup_hasher(key)(address) == expected
+        assert emails.lookup_hmac(key, address) == expected
+
+
+def test_batch_results_are_the_canonical_json_of_the_single_answers():
+    given_at = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    views = [state.UNKNOWN, state.StateView("unknown", "sub_a"),
+             state.StateView("given", "sub_b", "rcp-1", given_at, 3),
+             state.StateView("given", "sub_c", "rcp-2", given_at.replace(microsecond=0), None),
+             state.StateView("withdrawn", "sub_d", "rcp-3"), state.StateView("expired", "sub_e", "r"),
+             state.StateView("requested", "sub_f"), state.StateView("refused", "sub_g"),
+             # Whatever the text, it is escaped exactly as the json module escapes it.
+             state.StateView("given", 'sub_"\\\n\u00e9\u2028\x00', "\U0001f600", given_at, 0)]
+    for purpose, network in (("social_matching", "facebook"), ("newsletter", "")):
+        expected = keys.canonical_json([api._answer(view, purpose, network) for view in views])
+        assert api._answers_json(views, purpose, network) == expected

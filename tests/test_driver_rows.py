@@ -2,14 +2,14 @@
 SQLAlchemy's own execution gives, values converted alike, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from consent_widget import db, oauth, state
 from consent_widget.emails import lookup_hmac, lookup_key, normalise
-from consent_widget.models import Subject
+from consent_widget.models import Subject, utcnow
 from helpers import give, withdraw
 
 
@@ -31,22 +31,27 @@ def test_state_reads_give_the_same_rows_with_the_same_types(app, campaign):
         other = lookup_hmac(lookup_key(app.config), normalise("bruno@example.test"))
         public_id = db.session().scalars(select(Subject.public_id)
                                          .where(Subject.email_hmac == key)).one()
-    by_email = state._STATEMENTS["email_hmacs", False]
+    by_email = state._STATEMENTS["email_hmacs", "one"]
+    now = utcnow()
     for params in ({"campaign_id": campaign.id, "purpose": "social_matching",
-                    "network": "facebook", "keys": key},
+                    "network": "facebook", "keys": key, "now": now},
                    {"campaign_id": campaign.id, "purpose": "social_matching",
-                    "network": "facebook", "keys": other},
+                    "network": "facebook", "keys": other, "now": now},
                    {"campaign_id": campaign.id, "purpose": "newsletter", "network": "",
-                    "keys": key}):
+                    "keys": key, "now": now}):
         expected, rows = both_ways(app, by_email, params)
         assert len(rows) == 1 and [tuple(row) for row in rows] == expected
         # Dates come back as datetimes, as SQLAlchemy's types make them (SQLite stores text).
-        assert all(isinstance(value, (datetime, type(None))) for value in rows[0][3:6:2])
-    given = rows[0]
-    assert isinstance(given.given_at, datetime) and given.status == "given"
-    expected, rows = both_ways(app, state._STATEMENTS["public_ids", False], {
+        assert isinstance(rows[0].given_at, (datetime, type(None)))
+    assert isinstance(rows[0].given_at, datetime) and rows[0][2] == "given"
+    # A datetime parameter is bound as SQLAlchemy binds it: past the expiry, the consent is
+    # read as expired by the statement itself.
+    later = dict(params, now=now + timedelta(days=365 * 20))
+    expected, rows = both_ways(app, by_email, later)
+    assert [tuple(row) for row in rows] == expected and rows[0][2] == "expired"
+    expected, rows = both_ways(app, state._STATEMENTS["public_ids", "one"], {
         "campaign_id": campaign.id, "purpose": "newsletter", "network": "",
-        "keys": public_id})
+        "keys": public_id, "now": now})
     assert [tuple(row) for row in rows] == expected and rows[0][0] == public_id
     # A key of no subject: no row, not an error.
     assert both_ways(app, by_email, dict(params, keys="0" * 64)) == ([], [])
@@ -61,5 +66,6 @@ def test_values_written_in_the_statement_are_bound_too(app):
 
 def test_an_in_list_is_refused_rather_than_run_unexpanded(app):
     with app.app_context(), pytest.raises(ValueError, match="IN list"):
-        db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", True],
-                       {"campaign_id": 1, "purpose": "newsletter", "network": "", "keys": ["a"]})
+        db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", "expanding"],
+                       {"campaign_id": 1, "purpose": "newsletter", "network": "", "keys": ["a"],
+                        "now": utcnow()})
