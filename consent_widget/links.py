@@ -71,7 +71,7 @@ _CONFIRMATION = (select(Campaign, Signup, Subject)
                         Signup.public_id == bindparam("public_id")))
 
 
-def _confirmation(slug: str, token: str):
+def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
     """The campaign of a confirmation link and the signup its token names, with its subject.
 
     The token is checked first, which needs no database, so that a good link (all but a few)
