@@ -11,7 +11,7 @@ import secrets
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, Form, HiddenField, SelectMultipleField, StringField
-from wtforms.csrf.core import CSRF
+from wtforms.csrf.core import CSRF, CSRFTokenField
 from wtforms.validators import DataRequired, StopValidation, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -24,10 +24,27 @@ from .notices import network_label
 TICKED = "y"
 
 
+class _TokenSignedOnRender(CSRFTokenField):
+    """The CSRF token field, whose token is signed when the form is rendered, not when it is
+    built: a submission that is valid (nearly all) is never rendered again, so it signs nothing;
+    and a form shown again with its errors signs the notices its validated token named."""
+
+    def process(self, *args, **kwargs):
+        """Bind the submitted value without signing a token (see :meth:`_value`)."""
+        super(CSRFTokenField, self).process(*args, **kwargs)
+
+    def _value(self):
+        if self.current_token is None:
+            self.current_token = self.csrf_impl.generate_csrf_token(self)
+        return self.current_token
+
+
 class CampaignCSRF(CSRF):
     """A CSRF token signed for one campaign: ``tokens.FORM`` over the campaign id, a nonce and
     the ids of the notices shown, so the ledger records the texts the person actually read even
     if a notice changes between showing the form and submitting it."""
+
+    field_class = _TokenSignedOnRender
 
     def setup_form(self, form):
         """Remember the campaign and shown notices (the form's ``csrf_context``)."""

@@ -57,6 +57,7 @@ def init_app(app) -> None:
     # are replaced by functions that do the same in one.
     app.jinja_env.globals.update(_=_template_gettext, gettext=_template_gettext,
                                  ngettext=_template_ngettext)
+    app.context_processor(_page_gettext)
 
 
 @pass_context
@@ -64,20 +65,42 @@ def _template_gettext(context, string: str, /, **variables) -> str:
     """A template's ``_()`` and ``{% trans %}``, as Jinja's newstyle gettext does them: a
     translation is markup in an autoescaped template, and always a ``%`` format. The leading
     parameters are positional-only, so that a template variable may have any name."""
-    translated = _translations().ugettext(string)
+    return _formatted(context, _translations().ugettext(string), variables)
+
+
+def _formatted(context, translated: str, variables: dict) -> str:
+    """A translation as Jinja's newstyle gettext returns it: markup in an autoescaped template,
+    and a ``%`` format, which leaves a string without ``%`` as it is (most strings, which
+    then skip it: building the format's result is a good part of a string's cost)."""
     if context.eval_ctx.autoescape:
         translated = Markup(translated)
-    return translated % variables
+    return translated % variables if variables or "%" in translated else translated
+
+
+def _page_gettext() -> dict:
+    """The ``_`` and ``gettext`` of one page that ``render_template`` renders, with the
+    catalogue of the page's language found once for the page rather than once per string.
+
+    Finding it costs more than the translation (Flask-Babel looks the locale up through four
+    context-local proxies), and a receipt shows forty strings. A page is rendered in a single
+    language, so the catalogue current when its rendering starts is the one for all of it;
+    the globals above, which find it again per string, serve what renders without
+    ``render_template`` (emails) and macros imported without the page's context.
+    """
+    translations = _translations()
+
+    @pass_context
+    def page_gettext(context, string: str, /, **variables) -> str:
+        return _formatted(context, translations.ugettext(string), variables)
+
+    return {"_": page_gettext, "gettext": page_gettext}
 
 
 @pass_context
 def _template_ngettext(context, singular: str, plural: str, num: int, /, **variables) -> str:
     """A template's ``ngettext()`` and plural ``{% trans %}``, as Jinja's newstyle does them."""
     variables.setdefault("num", num)
-    translated = _translations().ungettext(singular, plural, num)
-    if context.eval_ctx.autoescape:
-        translated = Markup(translated)
-    return translated % variables
+    return _formatted(context, _translations().ungettext(singular, plural, num), variables)
 
 
 def _translations():

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import campaigns, db, ledger, lifecycle, notices, receipts, state, tokens, urls
-from .models import NEWSLETTER, SOCIAL_MATCHING, Receipt, Signup, Subject, utcnow
+from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Receipt, Signup, Subject, utcnow
 
 bp = Blueprint("links", __name__)
 
@@ -62,6 +62,39 @@ def _signup(campaign, token: str) -> Signup:
     return signup
 
 
+# The campaign of the URL with the signup and subject its token names: the confirmation link's
+# one read, rather than one for the campaign and another for the signup.
+_CONFIRMATION = (select(Campaign, Signup, Subject)
+                 .join(Signup, Signup.campaign_id == Campaign.id)
+                 .join(Subject, Subject.id == Signup.subject_id)
+                 .where(Campaign.slug == bindparam("slug"), Campaign.id == bindparam("campaign"),
+                        Signup.public_id == bindparam("public_id")))
+
+
+def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
+    """The campaign of a confirmation link and the signup its token names, with its subject.
+
+    The token is checked first, which needs no database, so that a good link (all but a few)
+    costs one read; any other is answered by :func:`_campaign` and :func:`_signup` one after the
+    other, as a 404 for an unknown campaign, a refusal naming the campaign otherwise.
+    """
+    try:
+        payload = tokens.loads(tokens.CONFIRM, token)
+    except (tokens.TokenExpired, tokens.TokenInvalid):
+        payload = {}
+    campaign_id, public_id = payload.get("c"), payload.get("s")
+    if isinstance(campaign_id, int) and isinstance(public_id, str):
+        found = db.session().execute(_CONFIRMATION, {
+            "slug": slug, "campaign": campaign_id, "public_id": public_id}).first()
+        if found is not None:
+            campaign, signup, subject = found
+            g.link_campaign, g.campaign_locale = campaign, campaign.locale
+            set_committed_value(signup, "subject", subject)
+            return campaign, signup
+    campaign = g.link_campaign = _campaign(slug)
+    return campaign, _signup(campaign, token)
+
+
 def _subject(purpose: str, campaign, token: str) -> Subject:
     payload = _payload(purpose, token, campaign)
     subject = ledger.subject_by_public_id(db.session(), campaign, str(payload.get("sub")))
@@ -108,8 +141,7 @@ def confirm(slug: str, token: str):
     """GET: show what will be confirmed. POST: confirm it (double opt-in) and show the receipt."""
     # What can be read before the write lock is: only the confirmation itself waits for it.
     with db.reading() as session:
-        campaign = g.link_campaign = _campaign(slug)
-        signup = _signup(campaign, token)
+        campaign, signup = _confirmation(slug, token)
         if request.method == "GET":
             stage = ("confirmed" if signup.confirmed_at else
                      "superseded" if ledger.is_superseded(session, signup) else "pending")

@@ -63,6 +63,24 @@ def test_templates_follow_a_locale_forced_inside_a_request(app):
         assert render_template_string(template) == "Newsletter"
 
 
+def test_macros_translate_in_the_language_of_the_page_that_calls_them(app):
+    # A page finds its catalogue once (i18n._page_gettext) and passes it to the macros it
+    # imports with its context; macros imported without it find the catalogue themselves.
+    # Either way a macro speaks the language of the page being rendered, forced or not.
+    from flask import render_template_string
+    from flask_babel import force_locale
+    pages = ["{% from 'receipt.html' import item_label" + how + " %}"
+             "{{ _('Newsletter') }}/{{ item_label('newsletter', '') }}"
+             for how in (" with context", "")]
+    with app.test_request_context("/?lang=en"):
+        for page in pages:
+            assert render_template_string(page) == "Newsletter/Newsletter"
+            with force_locale("fr"):
+                assert render_template_string(page) == \
+                    "Lettre d’information/Lettre d’information"
+            assert render_template_string(page) == "Newsletter/Newsletter"
+
+
 def test_templates_outside_an_app_context_show_the_strings_as_written(app):
     assert app.jinja_env.from_string("{{ _('Newsletter') }}").render() == "Newsletter"
 

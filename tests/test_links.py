@@ -248,6 +248,25 @@ def test_unknown_campaign_is_404(client, campaign):
     assert client.get("/w/nope/manage/abc").status_code == 404
 
 
+def test_a_confirmation_link_is_refused_when_its_signup_or_campaign_is_not_there(
+        app, client, campaign):
+    """A well signed token naming no signup of the campaign is refused as not valid, and a good
+    link under an unknown campaign's address is a 404; neither changes anything."""
+    signup = sign_up(app, "demo", "ana@example.test", newsletter=True)
+    path = link_path(app, "confirm", public_id=signup)
+    with app.test_request_context():
+        campaign_id = tokens.loads(tokens.CONFIRM, path.rsplit("/", 1)[1])["c"]
+        unknown = tokens.dumps(tokens.CONFIRM, {"c": campaign_id, "s": "sgn_nobody"})
+    before = counts(app)
+    refused = client.post(f"/w/demo/confirm/{unknown}?lang=en")
+    assert refused.status_code == 404 and b"This link is not valid" in refused.data
+    elsewhere = client.post(path.replace("/w/demo/", "/w/nope/") + "?lang=en")
+    assert elsewhere.status_code == 404 and b"This link is not valid" not in elsewhere.data
+    assert counts(app) == before
+    assert client.post(path).status_code == 200
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
+
+
 def test_link_tokens_follow_a_rotated_secret_key(app):
     """itsdangerous takes a list of keys, the newest last: links signed with the older one
     still open while new links are signed with the newer one."""

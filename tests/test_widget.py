@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from consent_widget import db, notices, tokens
-from consent_widget.campaigns import create_campaign
+from consent_widget.campaigns import create_campaign, update_campaign
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Signup, Subject
 
 EMAIL = "ana@example.test"
@@ -508,3 +508,30 @@ def test_a_tampered_theme_falls_back_to_the_default_and_injects_nothing(
     assert 'data-scheme="auto"' in page
     boxes = [field for field in inputs(page) if field.get("type") == "checkbox"]
     assert len(boxes) == 3 and not any("checked" in box for box in boxes)
+
+
+def test_a_form_shown_again_with_its_errors_still_records_the_texts_first_shown(
+        app, client, campaign):
+    """The texts on the person's screen are those of the page they first loaded: a form
+    shown again with an error names them in its new token, even when the campaign's texts
+    changed in between, and the corrected submission records them."""
+    data = form_data(client, "/w/demo?lang=en", email="nope", newsletter="y")
+    with app.test_request_context():
+        first = tokens.loads(tokens.FORM, data["csrf_token"])
+    with app.app_context():
+        with db.transaction() as session:
+            demo = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            update_campaign(session, demo, name="Marie 2027, renamed")
+    again = client.post("/w/demo", data=data)
+    assert again.status_code == 422
+    fields = hidden_fields(again.get_data(as_text=True))
+    with app.test_request_context():
+        second = tokens.loads(tokens.FORM, fields["csrf_token"])
+    assert second["t"] == first["t"] and second["n"] != first["n"]
+    assert client.post("/w/demo", data={**fields, "email": EMAIL,
+                                        "newsletter": "y"}).status_code == 200
+    with app.app_context():
+        offered = db.session().scalars(select(Signup)).one().offered
+        texts = [db.session().get(Notice, notice_id).text for notice_id in offered.values()]
+    assert sorted(offered.values()) == sorted(first["t"])
+    assert not any("renamed" in text for text in texts)

@@ -20,6 +20,7 @@ from flask import (Blueprint, abort, current_app, g, redirect, render_template, 
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user
+from flask_login.utils import _user_context_processor
 from markupsafe import Markup
 
 from .. import accounts, audit, db
@@ -265,6 +266,9 @@ def admin_asset(filename: str) -> str:
 
 
 bp.context_processor(_context)
+# Flask-Login's, for the console's pages only (see init_app).
+bp.context_processor(_user_context_processor)
+bp.after_request(login_manager._update_remember_cookie)
 # A global, not a context variable: the form macros imported by the pages need it too.
 bp.add_app_template_global(_csrf_field, "csrf_field")
 
@@ -276,6 +280,12 @@ def init_app(app) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="consent_console",
                       SESSION_COOKIE_SECURE=not app.debug)
     login_manager.init_app(app)
+    # Flask-Login works on every request of the app: it finds the signed-in user for every
+    # template rendered and looks for a remember-me cookie in every answer. Only the console
+    # has users, templates that show them and a session to remember them in, so both are
+    # moved to its pages, and a widget or link page does neither.
+    app.template_context_processors[None].remove(_user_context_processor)
+    app.after_request_funcs[None].remove(login_manager._update_remember_cookie)
     # Each page group registers its views on bp when imported.
     from . import (auth, charts, dashboard, embed, home, operator, platforms,  # noqa: F401
                    proof, settings, supporters, team, texts)
