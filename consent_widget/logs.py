@@ -90,6 +90,20 @@ class JsonFormatter(logging.Formatter):
 class StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time, so redirections made later apply."""
 
+    def handle(self, record: logging.LogRecord):
+        """Emit the record if the filters let it through, without the handler's lock.
+
+        Each line is written whole by one ``write()``, which the stream keeps from mixing with
+        another thread's; the lock ``logging`` takes around each emit only made the threads of a
+        worker wait for one another, on every request's access line.
+        """
+        passed = self.filter(record)
+        if isinstance(passed, logging.LogRecord):  # a filter may give a record to use instead
+            record = passed
+        if passed:
+            self.emit(record)
+        return passed
+
     def emit(self, record: logging.LogRecord) -> None:
         """Write one formatted line."""
         try:

@@ -108,3 +108,34 @@ def run_journey(app, client, smtp_server) -> list[str]:
     paths = [url.removeprefix(base) for url in (confirm, manage, unsubscribe)]
     return [EMAIL, "refused.person@example.test", token, credentials["client_secret"], basic,
             *paths, *(path.rsplit("/", 1)[1] for path in paths)]
+
+
+def test_lines_written_by_many_threads_at_once_stay_whole(tmp_path, monkeypatch):
+    # The handler takes no lock of its own: each line must still reach the file in one piece.
+    import sys
+    import threading
+    handler = logs.StderrHandler()
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("consent_widget.test_threads")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    path = tmp_path / "stderr.log"
+    with path.open("w", encoding="utf-8") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        start = threading.Barrier(8)
+
+        def write(n):
+            start.wait()
+            for i in range(400):
+                logger.info("thread %d line %d:%s", n, i, " word" * (n * 60 + 1))
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    logger.removeHandler(handler)
+    written = lines(path.read_text(encoding="utf-8"))
+    assert len(written) == 8 * 400
+    assert sorted(entry["message"] for entry in written) == sorted(
+        f"thread {n} line {i}:" + " word" * (n * 60 + 1) for n in range(8) for i in range(400))
