@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from flask import Flask
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Templates and the embed folder live in the package, so that an installed wheel has them.
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -16,7 +17,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Imported here so that ``consent_widget.client``, the platforms' SDK, needs no Flask.
     from flask import Flask
     app = Flask(__name__, instance_relative_config=True,
-                template_folder=os.path.join(_ROOT, "templates"),
+                template_folder=os.path.join(_PACKAGE, "templates"),
                 static_folder=None)
     if test_config is not None:
         app.testing = bool(test_config.get("TESTING", True))

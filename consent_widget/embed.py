@@ -1,6 +1,6 @@
 """What a campaign pastes into its site: the loader script, the snippets, and oEmbed.
 
-The loader's source lives in the top-level ``embed/`` folder beside the site-builder guides.
+The loader's source lives in the package's ``embed/`` folder beside the site-builder guides.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, r
 from . import campaigns, db, urls
 from .i18n import LOCALES
 
-EMBED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "embed")
+EMBED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "embed")
 LOADER = os.path.join(EMBED_DIR, "embed.js")
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 600, 640
 #: /embed.js is in every snippet and cannot change its URL: browsers keep it an hour, then ask

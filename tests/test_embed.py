@@ -76,7 +76,7 @@ def test_the_loader_and_a_first_load_of_the_widget_stay_within_their_byte_budget
 
 
 def test_the_loader_sets_no_cookie_uses_no_storage_and_names_no_other_host():
-    source = (Path(__file__).resolve().parent.parent / "embed" / "embed.js").read_text()
+    source = (Path(__file__).resolve().parent.parent / "consent_widget" / "embed" / "embed.js").read_text()
     code = re.sub(r"/\*.*?\*/|//[^\n]*", "", source, flags=re.S)
     for word in ("cookie", "localStorage", "sessionStorage", "indexedDB", "http:", "https:",
                  "fetch(", "XMLHttpRequest", "innerHTML"):

@@ -12,8 +12,8 @@ from consent_widget.i18n import choose_locale
 
 ROOT = Path(__file__).resolve().parent.parent
 FRENCH_PO = ROOT / "consent_widget" / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
-METHODS = [("consent_widget/**.py", "python"), ("templates/**.html", "jinja2"),
-           ("templates/**.txt", "jinja2")]
+METHODS = [("consent_widget/**.py", "python"), ("consent_widget/templates/**.html", "jinja2"),
+           ("consent_widget/templates/**.txt", "jinja2")]
 
 
 def project_msgids() -> set:

@@ -24,7 +24,7 @@ from consent_widget.campaigns import by_slug, create_campaign
 from consent_widget.models import GIVEN, WITHDRAWN, OutboxMessage, Receipt, Subject, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
-EMAIL_TEMPLATES = ROOT / "templates" / "email"
+EMAIL_TEMPLATES = ROOT / "consent_widget" / "templates" / "email"
 
 
 def email_msgids() -> set:
