@@ -315,7 +315,8 @@ def test_batch_results_are_the_canonical_json_of_the_single_answers():
     views = [state.UNKNOWN, state.StateView("unknown", "sub_a"),
              state.StateView("given", "sub_b", "rcp-1", given_at, 3),
              state.StateView("given", "sub_c", "rcp-2", given_at.replace(microsecond=0), None),
-             state.StateView("withdrawn", "sub_d", "rcp-3"), state.StateView("expired", "sub_e", "r"),
+             state.StateView("withdrawn", "sub_d", "rcp-3"),
+             state.StateView("expired", "sub_e", "rcp-4"),
              state.StateView("requested", "sub_f"), state.StateView("refused", "sub_g"),
              # Whatever the text, it is escaped exactly as the json module escapes it.
              state.StateView("given", 'sub_"\\\n\u00e9\u2028\x00', "\U0001f600", given_at, 0)]
