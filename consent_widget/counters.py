@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 
-import redis
 from limits.storage import Storage, storage_from_string
 
 SCHEME = "consent-process"
@@ -160,9 +159,11 @@ return {count, ttl}
 class RedisCounters:
     """Fixed-window counters in Redis, shared by every instance that uses the same server."""
 
-    errors = (redis.RedisError, OSError)
-
     def __init__(self, url: str):
+        # Imported here: the client brings asyncio and its own modules, some 20 MB of each
+        # worker's memory, which a service counting in memory has no use for.
+        import redis
+        self.errors = (redis.RedisError, OSError)
         # limits' notation for a socket path; redis-py's is unix://.
         url = "unix://" + url.removeprefix("redis+unix://") if url.startswith(
             "redis+unix://") else url

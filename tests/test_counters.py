@@ -104,3 +104,15 @@ def test_memory_and_redis_urls_choose_their_counters():
     redis_backed = counters.from_url("redis://127.0.0.1:6379/0")
     assert isinstance(redis_backed, counters.FailoverCounters)
     assert isinstance(redis_backed.shared, counters.RedisCounters)
+
+
+def test_an_app_counting_in_memory_never_loads_the_redis_client():
+    # The client costs each worker some 6 MB of the 100 MB it may use.
+    import subprocess
+    import sys
+    probe = ("import sys\nfrom consent_widget import create_app\n"
+             "create_app({'SECRET_KEY': 'k' * 40, 'DATABASE_URL': 'sqlite://'})\n"
+             "print('redis' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
