@@ -371,6 +371,7 @@ def batch_figures(server: subprocess.Popen, port: int, bearer: str, args, rounds
 
 def main() -> None:
     """Run the benchmark and print its figures."""
+    gunicorn_workers.require_bench_extra()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     parser = argparse.ArgumentParser(description="Benchmark of the platform API.")
     parser.add_argument("--subjects", type=int, default=None, help="default 1,000,000")

@@ -721,6 +721,7 @@ def postgres_database(server_url: str):
 
 def main() -> None:
     """Run the benchmark and print one line of figures per database, then a summary."""
+    gunicorn_workers.require_bench_extra()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--signups", type=int, default=None, help="default 1000")
     parser.add_argument("--checks", type=int, default=None, help="default 3000")

@@ -1,5 +1,5 @@
-"""What the benchmarks read from /proc about a gunicorn master's workers: which they are and
-how much CPU they have used."""
+"""What the benchmarks read from /proc about a gunicorn master's workers (which they are and
+how much CPU they have used), and the check that their own dependencies are installed."""
 from __future__ import annotations
 
 import os
@@ -26,3 +26,13 @@ def cpu_seconds(master_pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def require_bench_extra() -> None:
+    """Stop with a clear message when the benchmarks' own dependencies are not installed: the
+    first floor is served behind Flask-Limiter, which the app itself no longer uses."""
+    import importlib.util
+    import sys
+    if importlib.util.find_spec("flask_limiter") is None:
+        sys.exit("The benchmarks need their extra dependencies: "
+                 ".venv/bin/python -m pip install -e '.[bench]'")
