@@ -98,9 +98,11 @@ def parse_question(body: dict) -> tuple[str, str]:
 
 
 def _is_subject_id(value) -> bool:
-    # Subject ids are "sub_" + URL-safe base64: ASCII, so a lone surrogate or any other text the
-    # database driver cannot encode is refused here rather than failing in the query.
-    return isinstance(value, str) and 0 < len(value) <= 40 and value.isascii()
+    # Subject ids are "sub_" + URL-safe base64: printable ASCII, so a lone surrogate, a NUL
+    # (which PostgreSQL cannot store) or any other text the database driver cannot take is
+    # refused here, alike on every database, rather than failing in the query.
+    return (isinstance(value, str) and 0 < len(value) <= 40 and value.isascii()
+            and value.isprintable())
 
 
 def _answer(view: state.StateView, purpose: str, network: str) -> dict:

@@ -263,11 +263,17 @@ class _DriverStatement:
         given = {name: self.bind_processors.get(name, _same)(value)
                  for name, value in params.items()} if self.bind_processors else params
         params = {**self.defaults, **given} if self.defaults else given
+        bound = params if self.names is None else tuple(params[name] for name in self.names)
+        driver_error = connection.dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
         try:
-            cursor.execute(self.sql, params if self.names is None
-                           else tuple(params[name] for name in self.names))
+            cursor.execute(self.sql, bound)
             fetched = cursor.fetchall()
+        except driver_error as exc:
+            # Raised as SQLAlchemy would raise it, so the app's handlers (a value the database
+            # cannot store is a 400) see it as they see every other statement's.
+            raise DBAPIError.instance(self.sql, bound, exc, driver_error,
+                                      dialect=connection.dialect) from exc
         finally:
             cursor.close()
         make, processors = self.row._make, self.result_processors

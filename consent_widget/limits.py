@@ -48,6 +48,8 @@ _COUNTERS = "consent_limit_counters"
 _KEY = "consent_limiter_key"
 #: The start of every counter's key, so a Redis shared with other software keeps them apart.
 PREFIX = "consent_widget"
+#: The longest window a limit may count over, in seconds.
+MAX_WINDOW = 366 * 24 * 3600
 
 
 def _key() -> bytes:
@@ -165,7 +167,7 @@ def _count(budgets: tuple[Budget, ...]) -> None:
     The tightest limit (fewest requests left) is kept on ``g`` for the headers.
     """
     store = current_app.extensions[_COUNTERS]
-    tightest = getattr(g, "rate_limit", None)
+    tightest = None
     for budget in budgets:
         key = budget.key()
         for item in budget.items:
@@ -235,6 +237,9 @@ def _budget(config, setting: str, scope: str, key: Callable[[], str]) -> Budget:
     if not items:  # a limit that cannot be read would be no limit: refuse to start instead
         raise ValueError(f"{setting} is not a rate limit such as '60 per minute': "
                          f"{config[setting]!r}")
+    if any(item.get_expiry() > MAX_WINDOW for item in items):
+        # Redis keeps a window in milliseconds within 64 bits; a limit over years is a typo.
+        raise ValueError(f"{setting} has a window longer than a year: {config[setting]!r}")
     return Budget(scope, items, key)
 
 

@@ -223,6 +223,8 @@ def test_a_revoked_client_loses_its_tokens(app, client, token):
     ({"email": "a" * 300 + "@example.test", "purpose": "newsletter"}, "invalid_email"),
     ({"subject_id": 12, "purpose": "newsletter"}, "invalid_subject"),
     ({"subject_id": "\ud800", "purpose": "newsletter"}, "invalid_subject"),
+    ({"subject_id": "sub_\x00", "purpose": "newsletter"}, "invalid_subject"),
+    ({"subject_id": "sub_\nx", "purpose": "newsletter"}, "invalid_subject"),
 ])
 def test_bad_check_input_is_a_clear_400(app, client, token, body, code):
     before = counts(app)

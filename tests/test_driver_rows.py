@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from consent_widget import db, oauth, state
 from consent_widget.emails import lookup_hmac, lookup_key, normalise
@@ -69,3 +70,12 @@ def test_an_in_list_is_refused_rather_than_run_unexpanded(app):
         db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", "expanding"],
                        {"campaign_id": 1, "purpose": "newsletter", "network": "", "keys": ["a"],
                         "now": utcnow()})
+
+
+def test_a_driver_error_comes_as_sqlalchemys_so_the_apps_handlers_see_it(app):
+    # A value the driver cannot bind: the app's handlers know SQLAlchemy's exceptions only
+    # (a value the database cannot store is a 400, not a 500).
+    with app.app_context(), pytest.raises(DBAPIError):
+        db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", "one"],
+                       {"campaign_id": 1, "purpose": "newsletter", "network": "",
+                        "keys": object(), "now": utcnow()})

@@ -159,9 +159,10 @@ def test_pages_without_a_limit_carry_no_ratelimit_headers(client, campaign):
     assert not any(name in response.headers for name in HEADERS)
 
 
-def test_a_malformed_limit_setting_stops_the_app_at_start(app_config):
+@pytest.mark.parametrize("setting", ["lots", "1/second;", "", "1 per 1000000000 years"])
+def test_a_malformed_limit_setting_stops_the_app_at_start(app_config, setting):
     with pytest.raises(ValueError, match="RATELIMIT_API"):
-        create_app(dict(app_config, RATELIMIT_API="lots"))
+        create_app(dict(app_config, RATELIMIT_API=setting))
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(campaign_app_factory):
