@@ -18,9 +18,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # - A database server: requests wait for its answers, and a few threads per process overlap
 #   those waits more cheaply than more processes would (checks were a quarter faster).
 # The reverse proxy buffers requests and answers (docs/deploy.md), so a single-threaded worker
-# is never held by a slow client. Each process needs up to two database connections per thread
-# (an API request may read on one while it signs on another): 2 * workers * threads must stay
-# under the database's connection limit.
+# is never held by a slow client. Each process needs one database connection per thread (two for
+# an API request beyond a single check): 2 * workers * threads must stay under the database's
+# connection limit.
 _ON_SQLITE = os.environ.get("CONSENT_DATABASE_URL", "sqlite").startswith("sqlite")
 workers = int(os.environ.get("WEB_CONCURRENCY",
                              multiprocessing.cpu_count() * (1 if _ON_SQLITE else 2)))

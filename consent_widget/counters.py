@@ -9,9 +9,7 @@ one call, :meth:`hit`: under one lock in this process, in one round trip to Redi
   the per-address signup limit keeps a counter per address for an hour, so on a busy evening
   that sweep grows to half a core per worker. These counters are swept instead by the request
   that finds a sweep due, at most once a second, and only as far as the counters that have
-  expired: those of one window length expire in the order they started. They are registered
-  with ``limits`` under the ``consent-process://`` scheme (its documented way to add a
-  storage), so ``limits``' own tools take them too.
+  expired: those of one window length expire in the order they started.
 - :class:`RedisCounters` (``redis://``, ``rediss://``, ``redis+unix://``): shared by every
   instance pointed at one Redis; a Lua script increments, starts the window and reads its time
   to live in one round trip.
@@ -26,9 +24,8 @@ import logging
 import threading
 import time
 
-from limits.storage import Storage, storage_from_string
+from limits.storage import storage_from_string
 
-SCHEME = "consent-process"
 #: Seconds between two sweeps of expired counters; a counter is never read past its expiry.
 SWEEP_INTERVAL = 1.0
 #: Seconds a shared storage that failed is left alone before it is tried again: a Redis that
@@ -40,12 +37,10 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 log = logging.getLogger(__name__)
 
 
-class ProcessCounters(Storage):
+class ProcessCounters:
     """Fixed-window counters in a dict, each with its expiry, swept as they expire."""
 
-    STORAGE_SCHEME = [SCHEME]
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+    def __init__(self):
         self._counts: dict[str, int] = {}
         self._expiries: dict[str, float] = {}
         # Per window length, counters in the order their windows started, which for one
@@ -53,71 +48,25 @@ class ProcessCounters(Storage):
         self._by_window: dict[float, dict[str, float]] = {}
         self._next_sweep = 0.0
         self._lock = threading.Lock()
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception]:
-        """Nothing here fails the way a server does; required by ``limits``."""
-        return RuntimeError
-
-    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        """Add ``amount`` to the counter of ``key``, starting a window of ``expiry`` seconds
-        when it has none running; return the new count."""
-        with self._lock:
-            return self._add(key, expiry, amount)[0]
 
     def hit(self, key: str, window: int, amount: int = 1) -> tuple[int, float]:
         """Count ``amount`` against ``key`` in its window of ``window`` seconds (started now if
         none runs): the new count, and when the window ends in seconds since the epoch."""
         with self._lock:
-            return self._add(key, window, amount)
-
-    def _add(self, key: str, expiry: float, amount: int) -> tuple[int, float]:
-        now = time.time()  # under the lock: counters of one window start in time order
-        if now >= self._next_sweep:
-            self._sweep(now)
-        expires = self._expiries.get(key, 0.0)
-        if expires <= now:
-            self._forget(key)
-            self._counts[key] = 0
-            expires = self._expiries[key] = self._by_window.setdefault(expiry, {})[key] = (
-                now + expiry)
-        count = self._counts[key] = self._counts[key] + amount
-        return count, expires
-
-    def get(self, key: str) -> int:
-        """The count of ``key`` in its running window, 0 when none runs."""
-        with self._lock:
-            if self._expiries.get(key, 0.0) <= time.time():
-                return 0
-            return self._counts.get(key, 0)
-
-    def get_expiry(self, key: str) -> float:
-        """When the window of ``key`` ends (now when none runs), in seconds since the epoch."""
-        with self._lock:
-            now = time.time()
-            return max(self._expiries.get(key, now), now)
-
-    def check(self) -> bool:
-        """Always reachable: the counters are in this process."""
-        return True
-
-    def reset(self) -> int:
-        """Forget every counter; return how many there were."""
-        with self._lock:
-            count = len(self._counts)
-            self._counts.clear()
-            self._expiries.clear()
-            self._by_window.clear()
-            return count
-
-    def clear(self, key: str) -> None:
-        """Forget the counter of ``key``."""
-        with self._lock:
-            self._forget(key)
+            now = time.time()  # under the lock: counters of one window start in time order
+            if now >= self._next_sweep:
+                self._sweep(now)
+            expires = self._expiries.get(key, 0.0)
+            if expires <= now:
+                self._forget(key)
+                self._counts[key] = 0
+                expires = self._expiries[key] = self._by_window.setdefault(window, {})[key] = (
+                    now + window)
+            count = self._counts[key] = self._counts[key] + amount
+            return count, expires
 
     def count(self) -> int:
-        """How many counters are kept (``limits`` tests a storage's truth: no ``__len__``)."""
+        """How many counters are kept."""
         with self._lock:
             return len(self._counts)
 
@@ -213,7 +162,7 @@ class FailoverCounters:
 def from_url(url: str):
     """The counters ``RATELIMIT_STORAGE_URL`` names: this process's for ``memory://``, a
     shared storage with this process's as its fallback otherwise."""
-    if url in ("memory://", f"{SCHEME}://"):
+    if url == "memory://":
         return ProcessCounters()
     shared = RedisCounters(url) if url.startswith(REDIS_SCHEMES) else StorageCounters(url)
     return FailoverCounters(shared, ProcessCounters())

@@ -29,7 +29,7 @@ from flask import current_app, g, jsonify, render_template, request
 from flask_babel import gettext as _
 from limits import RateLimitItem
 from limits import parse_many as parse_limits
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -116,12 +116,17 @@ _TOKEN_CLIENTS: dict[str, str] = {}
 _TOKEN_CLIENTS_MAX = 10_000
 
 
+#: The client of a token, read on the request's own connection, which its check then uses too.
+_CLIENT_OF_TOKEN = (select(OAuthClient.client_id)
+                    .join(OAuthToken, OAuthToken.client_pk == OAuthClient.id)
+                    .where(OAuthToken.token_sha256 == bindparam("digest")))
+
+
 def _client_of_token(digest: str) -> str | None:
     client_id = _TOKEN_CLIENTS.get(digest)
     if client_id is None:
-        client_id = db.session().scalars(
-            select(OAuthClient.client_id).join(OAuthToken, OAuthToken.client_pk == OAuthClient.id)
-            .where(OAuthToken.token_sha256 == digest)).first()
+        found = db.driver_rows(db.connection(), _CLIENT_OF_TOKEN, {"digest": digest})
+        client_id = found[0].client_id if found else None
         if client_id is not None:
             if len(_TOKEN_CLIENTS) >= _TOKEN_CLIENTS_MAX:
                 _TOKEN_CLIENTS.clear()
@@ -160,20 +165,26 @@ class RateLimited(TooManyRequests):
     """A request past one of its limits: answered 429 by :func:`_too_many_requests`."""
 
 
+def hit(scope: str, key: str, item: RateLimitItem) -> tuple[int, float]:
+    """Count one request of ``key`` against the limit ``item`` of ``scope`` in the app's
+    counters (shared through Redis when configured): the count in the window, and when the
+    window ends (seconds since the epoch)."""
+    window = item.get_expiry()
+    return current_app.extensions[_COUNTERS].hit(
+        f"{PREFIX}:{scope}:{key}:{item.amount}/{window}", window)
+
+
 def _count(budgets: tuple[Budget, ...]) -> None:
     """Count this request against each limit of ``budgets``, in order; raise
     :class:`RateLimited` at the first it goes past, counting no further.
 
     The tightest limit (fewest requests left) is kept on ``g`` for the headers.
     """
-    store = current_app.extensions[_COUNTERS]
     tightest = None
     for budget in budgets:
         key = budget.key()
         for item in budget.items:
-            window = item.get_expiry()
-            count, reset_at = store.hit(
-                f"{PREFIX}:{budget.scope}:{key}:{item.amount}/{window}", window)
+            count, reset_at = hit(budget.scope, key, item)
             spent = Spent(item, item.amount - count, reset_at)
             if tightest is None or spent.remaining < tightest.remaining:
                 tightest = spent

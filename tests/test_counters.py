@@ -17,48 +17,29 @@ def clock(monkeypatch):
 
 
 def test_a_window_counts_until_it_expires_then_starts_again(clock):
-    store = counters.ProcessCounters()
-    assert [store.incr("ip", 60) for _ in range(3)] == [1, 2, 3]
-    assert store.get("ip") == 3 and store.get_expiry("ip") == clock[0] + 60
-    clock[0] += 59.9
-    assert store.get("ip") == 3
-    clock[0] += 0.1  # the window has ended: nothing counts, whether swept or not
-    assert store.get("ip") == 0 and store.get_expiry("ip") == clock[0]
-    assert store.incr("ip", 60, amount=2) == 2
-    assert store.get_expiry("ip") == clock[0] + 60
+    store, start = counters.ProcessCounters(), clock[0]
+    assert [store.hit("ip", 60) for _ in range(3)] == [(n, start + 60) for n in (1, 2, 3)]
+    clock[0] += 30
+    assert store.hit("ip", 60, amount=2) == (5, start + 60)
+    clock[0] += 30  # the window is over: a new one starts with this hit
+    assert store.hit("ip", 60) == (1, start + 120)
+    assert store.hit("other", 3600) == (1, start + 3660)  # each key has its own window
 
 
 def test_expired_counters_are_swept_without_a_thread(clock):
     threads = threading.active_count()
     store = counters.ProcessCounters()
     for n in range(1000):
-        store.incr(f"email-{n}", 3600)
-    store.incr("ip", 60)
+        store.hit(f"email-{n}", 3600)
+    store.hit("ip", 60)
     clock[0] += 61
-    store.incr("other", 60)  # a sweep is due: the minute's counter goes, the hour's stay
-    assert store.count() == 1001 and store.get("ip") == 0 and store.get("email-5") == 1
+    store.hit("other", 60)  # a sweep is due: the minute's counter goes, the hour's stay
+    assert store.count() == 1001
+    assert store.hit("email-5", 3600)[0] == 2 and store.hit("ip", 60)[0] == 1
     clock[0] += 3600
-    store.incr("other", 60)
+    store.hit("other", 60)
     assert store.count() == 1
     assert threading.active_count() == threads
-
-
-def test_clear_and_reset_forget_counters(clock):
-    store = counters.ProcessCounters()
-    store.incr("a", 60)
-    store.incr("b", 3600)
-    store.clear("a")
-    assert store.get("a") == 0 and store.incr("a", 60) == 1
-    assert store.reset() == 2 and store.count() == 0 and store.get("b") == 0
-
-
-def test_a_hit_answers_the_count_and_the_end_of_its_window(clock):
-    store, start = counters.ProcessCounters(), clock[0]
-    assert store.hit("k", 60) == (1, start + 60)
-    clock[0] += 30
-    assert store.hit("k", 60, amount=2) == (3, start + 60)
-    clock[0] += 30  # the window is over: a new one starts with this hit
-    assert store.hit("k", 60) == (1, start + 120)
 
 
 def test_the_app_counts_in_this_process_with_them_by_default(app, client):
