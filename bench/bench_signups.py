@@ -336,17 +336,15 @@ def healthz():
 """
 
 #: The floor as it was first written: the same app behind Flask-Limiter (per address and per
-#: email on the form, per address on the link; the app's own in-process counters). Kept as a
+#: email on the form, per address on the link; Flask-Limiter's memory storage). Kept as a
 #: line of its own: Flask-Limiter's bookkeeping costs a large share of a request, so it is no
 #: floor, and the difference between the two lines is what it costs.
 LIMITER_FLOOR_APP = """
 from flask import request
 from flask_limiter import Limiter
-
-import consent_widget.counters  # noqa: F401  (registers the app's in-process limit counters)
 from floor_app import app
 
-limiter = Limiter(lambda: request.remote_addr, app=app, storage_uri="consent-process://")
+limiter = Limiter(lambda: request.remote_addr, app=app, storage_uri="memory://")
 per_email = limiter.limit("10000000 per minute", key_func=lambda: request.form.get("email", ""))
 for view, limits in (("submit", [limiter.limit("10000000 per minute"), per_email]),
                      ("confirm", [limiter.limit("10000000 per minute")])):

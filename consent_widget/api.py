@@ -45,23 +45,27 @@ def _reads_only() -> None:
         db.read_only()
 
 
-def _signed(sign) -> str:
-    """``sign(session, create_key=False)`` in this request's read-only transaction.
+def _signed(claims: dict, typ: str) -> str:
+    """``claims`` signed as a ``typ`` token, in this request's read-only transaction.
 
+    While this process knows the current key (:func:`keys.sign_cached`), no session is opened.
     Before the first signing key exists, the key is written in a transaction of its own (the
     request's, begun as a read, could not write on SQLite once another writer committed, as a
     concurrent first check would), then the request reads afresh and signs with it.
     """
+    token = keys.sign_cached(db.engine(), claims, typ)
+    if token is not None:
+        return token
     session = db.session()
     try:
-        return sign(session, create_key=False)
+        return keys.sign(session, claims, typ, create_key=False)
     except keys.NoSigningKey:
         with db.writing() as writer:
             # On SQLite, a concurrent first check that made it meanwhile is seen here. On
             # PostgreSQL both may make one: the newer signs, and both are published.
             keys.active_key(writer)
         session.commit()  # ends the read: the next one sees the key
-        return sign(session, create_key=False)
+        return keys.sign(session, claims, typ, create_key=False)
 
 
 def _campaign() -> Campaign:
@@ -181,8 +185,7 @@ def check():
     answer = _answer(view, purpose, network)
     claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
                   sub=answer["subject_id"], campaign=current_token.campaign_slug)
-    answer["decision"] = _signed(
-        lambda reader, **key: receipts.sign_decision(reader, claims, **key))
+    answer["decision"] = _signed(receipts.decision_claims(claims), receipts.DECISION_TYP)
     metrics.count_decisions([view])
     return jsonify(answer)
 
@@ -255,7 +258,7 @@ def check_batch():
     claims = _signed_claims(purpose, network, kind, len(states))
     claims.update(allowed_count=sum(1 for view in states if view.allowed),
                   results_sha256=hashlib.sha256(results).hexdigest())
-    decision = _signed(lambda reader, **key: receipts.sign_decision(reader, claims, **key))
+    decision = _signed(receipts.decision_claims(claims), receipts.DECISION_TYP)
     metrics.count_decisions(states)
     # The results go out as the very bytes that were digested: serialising 10,000 answers a
     # second time would cost as much as looking them up.
@@ -282,8 +285,7 @@ def purge_audit():
                   statement=f"Of {len(entries)} {kind} checked, {len(purge)} have no valid "
                             f"consent to {purpose}{' on ' + network if network else ''} "
                             f"at {issued.isoformat(timespec='seconds')} and must be purged.")
-    statement = _signed(
-        lambda reader, **key: keys.sign(reader, claims, PURGE_STATEMENT_TYP, **key))
+    statement = _signed(claims, PURGE_STATEMENT_TYP)
     return jsonify(purpose=purpose, network=network or None, checked=len(entries),
                    purge=purge, statement=statement)
 

@@ -137,6 +137,19 @@ _signers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED = "consent_keys_created"
 
 
+def sign_cached(engine, claims: dict, typ: str) -> str | None:
+    """Sign ``claims`` as :func:`sign` does if this process read ``engine``'s current key less
+    than SIGNER_TTL ago; None if it must be read again (then call :func:`sign`).
+
+    The API signs every answer: this way a check whose signer is known opens no ORM session,
+    whose making and closing cost more than the signature.
+    """
+    cached = _signers.get(engine)
+    if cached is None or cached[0] <= time.monotonic():
+        return None
+    return _serialize({"alg": ALGORITHM, "kid": cached[1], "typ": typ}, claims, cached[2])
+
+
 def _current_signer(session: Session, create: bool) -> tuple[str, OKPKey]:
     engine = session.get_bind()
     cached = _signers.get(engine)

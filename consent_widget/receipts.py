@@ -65,12 +65,19 @@ def sign_decision(session: Session, claims: dict, now: datetime | None = None, *
     it a string, and verifiers such as PyJWT reject the whole token over a null one. With
     ``create_key=False``, raises keys.NoSigningKey before the first signing key exists.
     """
+    return keys.sign(session, decision_claims(claims, now), DECISION_TYP,
+                     create_key=create_key)
+
+
+def decision_claims(claims: dict, now: datetime | None = None) -> dict:
+    """The claims :func:`sign_decision` signs: ``claims`` without a registered claim given as
+    None, with iat, exp (DECISION_TTL seconds later) and a new jti."""
     issued = int((now or utcnow()).timestamp())
     body = {name: value for name, value in claims.items()
             if not (name in _REGISTERED_CLAIMS and value is None)}
     body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"],
                 jti=str(uuid.uuid4()))
-    return keys.sign(session, body, DECISION_TYP, create_key=create_key)
+    return body
 
 
 def verify(session: Session, token: str, typ: str, *, now: datetime | None = None) -> dict:

@@ -319,7 +319,7 @@ def test_the_first_key_is_written_apart_from_a_check_that_only_reads(app):
     from consent_widget.models import Campaign, SigningKey
 
     def decision():
-        return api._signed(lambda reader, **key: receipts.sign_decision(reader, {"q": 1}, **key))
+        return api._signed(receipts.decision_claims({"q": 1}), receipts.DECISION_TYP)
 
     def key_count():
         with app.app_context():
@@ -342,7 +342,7 @@ def test_a_check_before_any_key_exists_makes_one(app):
     keys._signers.clear()
     with app.test_request_context():
         db.read_only()
-        token = api._signed(lambda reader, **key: receipts.sign_decision(reader, {"q": 2}, **key))
+        token = api._signed(receipts.decision_claims({"q": 2}), receipts.DECISION_TYP)
         assert receipts.verify(db.session(), token, receipts.DECISION_TYP)["q"] == 2
 
 
@@ -371,3 +371,24 @@ def test_a_read_only_request_writes_apart_under_the_write_lock_and_reads_on(app)
             with pytest.raises(RuntimeError, match="holds the write lock"):
                 with db.writing():
                     pass
+
+
+def test_a_check_signs_with_a_known_key_without_opening_a_session(app):
+    """Once this process has read the current key, signing opens no ORM session; a process
+    that has not (or whose read is older than SIGNER_TTL) reads the key ring again."""
+    from flask import g
+
+    from consent_widget import api, keys, receipts
+    with app.test_request_context():
+        db.read_only()
+        api._signed(receipts.decision_claims({"q": 3}), receipts.DECISION_TYP)  # reads the key
+        db.close_session()
+        token = api._signed(receipts.decision_claims({"q": 4}), receipts.DECISION_TYP)
+        assert "db_session" not in g
+        assert receipts.verify(db.session(), token, receipts.DECISION_TYP)["q"] == 4
+        engine = db.engine()
+        deadline, kid, key = keys._signers[engine]
+        keys._signers[engine] = (0.0, kid, key)  # its read is too old: read the ring again
+        assert keys.sign_cached(engine, {"q": 5}, receipts.DECISION_TYP) is None
+        keys._signers.clear()
+        assert keys.sign_cached(engine, {"q": 5}, receipts.DECISION_TYP) is None
