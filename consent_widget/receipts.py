@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify
 from flask_babel import format_datetime
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -325,6 +325,14 @@ _EVENTS_BY_ID = select(*_EVENT_FIELDS).where(
 _REQUESTS_OF_SIGNUPS = select(*_EVENT_FIELDS).where(
     _EVENTS.c.type == REQUESTED, _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))
 
+# Both at once when the requests' signups are known before the read, as a confirmation's are
+# (its pending events name their signup): one statement rather than two, each by its index.
+_EVENTS_BY_ID_OR_REQUESTS = select(*_EVENT_FIELDS).where(or_(
+    and_(_EVENTS.c.campaign_id == bindparam("campaign"),
+         _EVENTS.c.id.in_(bindparam("ids", expanding=True))),
+    and_(_EVENTS.c.type == REQUESTED,
+         _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))))
+
 
 def _event_records(session: Session, campaign: Campaign, states: list[ConsentState],
                    pending_events: dict) -> list[dict]:
@@ -336,13 +344,19 @@ def _event_records(session: Session, campaign: Campaign, states: list[ConsentSta
     """
     expiry = {state.event_id: state.expires_at for state in states}
     connection = session.connection()
-    rows = connection.execute(_EVENTS_BY_ID, {
-        "campaign": campaign.id, "ids": [i for i in expiry if i not in pending_events]}).all()
-    rows.extend(pending_events.values())
+    ids = [i for i in expiry if i not in pending_events]
     # The requests that the given consents confirmed: a confirmation and its request share
-    # the signup.
+    # the signup. Those of the pending events' signups are read with the events themselves.
+    read = sorted({row.signup_id for row in pending_events.values()
+                   if row.type == GIVEN and row.signup_id is not None})
+    if read:
+        rows = connection.execute(_EVENTS_BY_ID_OR_REQUESTS, {
+            "campaign": campaign.id, "ids": ids, "signups": read}).all()
+    else:
+        rows = connection.execute(_EVENTS_BY_ID, {"campaign": campaign.id, "ids": ids}).all()
+    rows.extend(pending_events.values())
     signups = sorted({row.signup_id for row in rows
-                      if row.type == GIVEN and row.signup_id is not None})
+                      if row.type == GIVEN and row.signup_id is not None} - set(read))
     if signups:
         rows.extend(connection.execute(_REQUESTS_OF_SIGNUPS, {"signups": signups}))
     by_id = {row.id: row for row in rows if row.id in expiry}
