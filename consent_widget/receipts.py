@@ -196,8 +196,11 @@ def decode(receipt: Receipt) -> dict:
 
 
 def _newest_receipt_id(session: Session, campaign: Campaign, subject: Subject) -> str | None:
-    return session.connection().execute(_NEWEST_RECEIPT, {"campaign": campaign.id,
-                                                          "subject": subject.id}).scalar()
+    # On the driver's cursor: it is read for every receipt, and costs SQLite a tenth of what
+    # SQLAlchemy's execution of it costs.
+    rows = db.driver_rows(session.connection(), _NEWEST_RECEIPT, {"campaign": campaign.id,
+                                                                  "subject": subject.id})
+    return rows[0].id if rows else None
 
 
 # The head of the subject's chain is the receipt no other supersedes; unlike the newest
