@@ -165,7 +165,11 @@ def write(session: Session, receipt: Receipt, states: list[ConsentState]) -> Rec
     connection.execute(_NAME_RECEIPT, {"campaign": receipt.campaign_id,
                                        "subject": receipt.subject_id, "receipt": receipt.id})
     for state in states:
-        set_committed_value(state, "receipt_id", receipt.id)
+        # The ledger's states are ORM objects or, read under its lock, plain ones.
+        if isinstance(state, ConsentState):
+            set_committed_value(state, "receipt_id", receipt.id)
+        else:
+            state.receipt_id = receipt.id
     return receipt
 
 
