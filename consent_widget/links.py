@@ -11,7 +11,7 @@ from flask_babel import get_locale
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import campaigns, db, ledger, lifecycle, notices, receipts, state, tokens, urls
+from . import campaigns, db, ledger, lifecycle, loaded, notices, receipts, state, tokens, urls
 from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Receipt, Signup, Subject, utcnow
 
 bp = Blueprint("links", __name__)
@@ -71,6 +71,32 @@ _CONFIRMATION = (select(Campaign, Signup, Subject)
                         Signup.public_id == bindparam("public_id")))
 
 
+#: :data:`_CONFIRMATION` as plain columns, read on the driver's cursor (see :mod:`.loaded`).
+_CONFIRMATION_ROW = (select(*loaded.columns(Campaign, "campaign_"),
+                            *loaded.columns(Signup, "signup_"),
+                            *loaded.columns(Subject, "subject_"))
+                     .join_from(Campaign, Signup, Signup.campaign_id == Campaign.id)
+                     .join(Subject, Subject.id == Signup.subject_id)
+                     .where(Campaign.slug == bindparam("slug"),
+                            Campaign.id == bindparam("campaign"),
+                            Signup.public_id == bindparam("public_id")))
+
+
+def _confirmation_row(params: dict):
+    """The campaign, signup and subject of :data:`_CONFIRMATION`, or None; made from one
+    driver-level read unless the session holds one of them already."""
+    session = db.session()
+    loaded.flush_pending(session)
+    rows = db.driver_rows(session.connection(), _CONFIRMATION_ROW, params)
+    if not rows:
+        return None
+    values = rows[0]._asdict()
+    models = ((Campaign, "campaign_"), (Signup, "signup_"), (Subject, "subject_"))
+    if any(loaded.held(session, model, values[prefix + "id"]) for model, prefix in models):
+        return session.execute(_CONFIRMATION, params).first()
+    return tuple(loaded.instance(session, model, values, prefix) for model, prefix in models)
+
+
 def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
     """The campaign of a confirmation link and the signup its token names, with its subject.
 
@@ -84,8 +110,8 @@ def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
         payload = {}
     campaign_id, public_id = payload.get("c"), payload.get("s")
     if isinstance(campaign_id, int) and isinstance(public_id, str):
-        found = db.session().execute(_CONFIRMATION, {
-            "slug": slug, "campaign": campaign_id, "public_id": public_id}).first()
+        found = _confirmation_row({"slug": slug, "campaign": campaign_id,
+                                   "public_id": public_id})
         if found is not None:
             campaign, signup, subject = found
             g.link_campaign, g.campaign_locale = campaign, campaign.locale
