@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 
 from flask import g, has_request_context, request
@@ -57,6 +57,10 @@ def scrub(text: str) -> str:
     return text
 
 
+def _iso_time(created: float) -> str:
+    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object: time, level, message, logger, and the request's
     id, method, endpoint, status and duration (in milliseconds) when they are known."""
@@ -67,8 +71,7 @@ class JsonFormatter(logging.Formatter):
         """The record as one line of JSON, scrubbed."""
         message = record.getMessage()
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc)
-                            .isoformat(timespec="milliseconds"),
+            "time": _iso_time(record.created),
             "level": record.levelname,
             # An access line is made of known words only (see _finish_request): scrubbing it
             # would cost more than the rest of the line, on every request.
@@ -107,10 +110,16 @@ class StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Write one formatted line."""
         try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
+            self.write(self.format(record))
         except Exception:  # a log line must never break the request that wrote it
             self.handleError(record)
+
+    @staticmethod
+    def write(line: str) -> None:
+        """Write ``line`` and its newline in one ``write()``, and flush."""
+        stream = sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def _install(level: str) -> None:
@@ -134,27 +143,73 @@ def request_id() -> str | None:
 
 
 def _start_request() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
     g.request_started = time.perf_counter()
+
+
+def _plain_stderr(logger: logging.Logger) -> StderrHandler | None:
+    """The one handler a record of ``logger`` would reach, when that is this module's own
+    :class:`StderrHandler` with its :class:`JsonFormatter` and no filter on the way; else None.
+    """
+    found = None
+    while logger is not None:
+        if logger.filters:
+            return None
+        for handler in logger.handlers:
+            if (found is not None or type(handler) is not StderrHandler or handler.filters
+                    or type(handler.formatter) is not JsonFormatter
+                    or handler.level > logging.INFO):
+                return None
+            found = handler
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return found
+
+
+def access_line(created: float, request_id: str, method: str, endpoint: str | None,
+                status: int, duration: float | None) -> str:
+    """The access line exactly as :class:`JsonFormatter` writes the access logger's record of
+    these fields (a test holds the two to the same text)."""
+    return json.dumps({
+        "time": _iso_time(created), "level": "INFO",
+        "message": f"{method} {endpoint or '(no route)'} {status}", "logger": _ACCESS.name,
+        "request_id": request_id, "method": method, "endpoint": endpoint, "status": status,
+        "duration": duration}, ensure_ascii=False, default=str)
 
 
 def _finish_request(response):
     # A request refused before our before_request ran (another hook raised first) still gets one.
-    if "request_id" not in g:
-        g.request_id = uuid.uuid4().hex
-    response.headers[REQUEST_ID_HEADER] = g.request_id
-    started = g.get("request_started")
+    context = g._get_current_object()
+    request_id = context.get("request_id")
+    if request_id is None:
+        request_id = context.request_id = os.urandom(16).hex()
+    response.headers[REQUEST_ID_HEADER] = request_id
+    started = context.get("request_started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
-    endpoint, method, status = request.endpoint, request.method, response.status_code
+    served = request._get_current_object()
+    endpoint, method, status = served.endpoint, served.method, response.status_code
     level = logging.DEBUG if endpoint in QUIET_ENDPOINTS else logging.INFO
-    if _ACCESS.isEnabledFor(level):
-        # The request's fields are given here, where they are at hand, rather than looked up
-        # again by the formatter. The message repeats fields the line holds as they are (the
-        # method, an endpoint of the app, a status), so scrubbing it would change nothing.
-        _ACCESS.log(level, "%s %s %s", method, endpoint or "(no route)", status, extra={
-            "request_id": g.request_id, "method": method, "endpoint": endpoint,
-            "status": status, "duration": duration, "scrubbed": True})
+    if not _ACCESS.isEnabledFor(level):
+        return response
+    handler = _plain_stderr(_ACCESS) if level == logging.INFO else None
+    if handler is not None:
+        # The default set-up: the line goes to standard error alone. Written here directly,
+        # without logging's record, its caller lookup and its dispatch, which cost more than
+        # the rest of a request's bookkeeping; any other handler gets the record as usual.
+        try:
+            handler.write(access_line(time.time(), request_id, method, endpoint, status,
+                                      duration))
+        except Exception:  # nowhere to report it: standard error is what failed
+            pass  # and a log line must never break the request that wrote it
+        return response
+    # The request's fields are given here, where they are at hand, rather than looked up again
+    # by the formatter. The message repeats fields the line holds as they are (the method, an
+    # endpoint of the app, a status), so scrubbing it would change nothing.
+    _ACCESS.log(level, "%s %s %s", method, endpoint or "(no route)", status, extra={
+        "request_id": request_id, "method": method, "endpoint": endpoint,
+        "status": status, "duration": duration, "scrubbed": True})
     return response
 
 

@@ -139,3 +139,38 @@ def test_lines_written_by_many_threads_at_once_stay_whole(tmp_path, monkeypatch)
     assert len(written) == 8 * 400
     assert sorted(entry["message"] for entry in written) == sorted(
         f"thread {n} line {i}:" + " word" * (n * 60 + 1) for n in range(8) for i in range(400))
+
+
+@pytest.mark.parametrize("endpoint, duration", [("api.check", 1.25), (None, None),
+                                                ("widget.pagé", 0.5)])
+def test_the_direct_access_line_is_the_formatters_line(endpoint, duration):
+    record = logs._ACCESS.makeRecord(
+        logs._ACCESS.name, logging.INFO, __file__, 0, "%s %s %s",
+        ("POST", endpoint or "(no route)", 404), None,
+        extra={"request_id": "edge-1", "method": "POST", "endpoint": endpoint, "status": 404,
+               "duration": duration, "scrubbed": True})
+    assert logs.access_line(record.created, "edge-1", "POST", endpoint, 404, duration) \
+        == logs.JsonFormatter().format(record)
+
+
+def test_with_only_its_own_handler_the_access_line_is_written_directly(client, capsys,
+                                                                        monkeypatch):
+    # pytest's own log capture is a handler on the root logger: without it, the app's stderr
+    # handler is the only one, as in production, and logging's record is not made at all.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(logs._ACCESS, "log", lambda *args, **kwargs: pytest.fail("made"))
+    response = client.get("/healthz/nope", headers={"X-Request-ID": "edge-direct"})
+    entry = next(entry for entry in lines(capsys.readouterr().err)
+                 if entry.get("request_id") == "edge-direct")
+    assert response.headers["X-Request-ID"] == "edge-direct"
+    assert FIELDS <= set(entry) and entry["logger"] == "consent_widget.access"
+    assert (entry["method"], entry["endpoint"], entry["status"]) == ("GET", None, 404)
+
+
+def test_another_handler_gets_the_access_record(client, caplog):
+    with caplog.at_level(logging.INFO, logger="consent_widget.access"):
+        client.get("/healthz/nope", headers={"X-Request-ID": "edge-record"})
+    record = next(record for record in caplog.records
+                  if getattr(record, "request_id", None) == "edge-record")
+    assert (record.method, record.status, record.getMessage()) == ("GET", 404,
+                                                                   "GET (no route) 404")
