@@ -141,6 +141,8 @@ def test_axe_and_the_keyboard_on_the_second_factors_pages(owner_page, site, brow
     fresh.locator("form button[type=submit]").click()
     fresh.wait_for_load_state("load")
     assert fresh.url.split("?")[0].endswith("/admin/login/second-factor")
+    # The language chosen on the sign-in page is kept through the redirect.
+    assert fresh.locator("html").get_attribute("lang") == lang
     found = axe_violations(fresh.main_frame, axe_source)
     if found:
         failures["second factor"] = found
