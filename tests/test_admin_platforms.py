@@ -197,11 +197,11 @@ def test_an_owner_cannot_see_or_change_another_campaigns_endpoint_member_job_or_
     assert post(owner, f"/admin/c/demo/team/{member}/remove").status_code == 404
     # Their proof job, by id.
     assert owner.get(f"/admin/c/demo/proof/exports/{theirs['job']}.zip").status_code == 404
-    # Their event's id in our redeliver form: nothing is queued, for them or for us.
+    # Their event's id in our redeliver form: refused, and nothing is queued, for them or us.
     before = _outbox_rows(app)
-    answer = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": theirs["event"]},
-                  follow_redirects=True)
-    assert "0 deliveries queued again" in answer.get_data(as_text=True)
+    answer = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": theirs["event"]})
+    assert answer.status_code == 404
+    assert "This campaign has no event with this id." in answer.get_data(as_text=True)
     assert _outbox_rows(app) == before
     with app.app_context():
         session = db.session()
@@ -241,5 +241,9 @@ def test_redelivering_one_event_sends_it_again_with_the_same_id(app, campaign):
             entry = db.session().scalars(select(AuditEntry).where(
                 AuditEntry.action == "webhook.redeliver")).one()
             assert entry.detail["event_id"] == chosen and entry.detail["queued"] == 1
+        # An id no event of the campaign has is refused, saying so.
+        unknown = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": "evt_nope"})
+        assert unknown.status_code == 404
+        assert "This campaign has no event with this id." in unknown.get_data(as_text=True)
     finally:
         receiver.stop()
