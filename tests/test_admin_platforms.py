@@ -144,8 +144,8 @@ def test_viewers_see_the_platforms_but_change_nothing(app, campaign):
 
 
 # --- ids of another campaign, in URLs and in forms -----------------------------------------
-def _other_campaign_with_an_event(app):
-    """Campaign ``other`` with its owner, an endpoint, a delivered event and a proof job."""
+def _other_campaign_with_an_event(app, tmp_path):
+    """Campaign ``other`` with its owner, an endpoint, an event and a finished proof job."""
     from consent_widget import proof_jobs, webhooks
     from consent_widget.campaigns import create_campaign
     from consent_widget.models import Campaign
@@ -160,6 +160,10 @@ def _other_campaign_with_an_event(app):
             other = session.scalars(select(Campaign).where(Campaign.slug == "other")).one()
             endpoint = webhooks.add_endpoint(session, other, "http://127.0.0.1:9/theirs", [])
             job = proof_jobs.create(session, other, None)
+            # Finished, with its archive on disk: only the campaign check stands in the way.
+            archive = tmp_path / "theirs.zip"
+            archive.write_bytes(b"PK\x05\x06" + bytes(18))
+            job.status, job.path = proof_jobs.DONE, str(archive)
             ids = {"endpoint": endpoint.public_id, "job": job.public_id}
     give(app, "other", "ana@other.test", newsletter=True)
     with app.app_context():
@@ -178,8 +182,8 @@ def _outbox_rows(app) -> int:
 
 
 def test_an_owner_cannot_see_or_change_another_campaigns_endpoint_member_job_or_event(
-        app, campaign):
-    theirs = _other_campaign_with_an_event(app)
+        app, campaign, tmp_path):
+    theirs = _other_campaign_with_an_event(app, tmp_path)
     owner = console(app, "owner@marie2027.test", slug="demo")
     owner.get("/admin/account?lang=en")
     endpoint = theirs["endpoint"]
@@ -212,6 +216,10 @@ def test_an_owner_cannot_see_or_change_another_campaigns_endpoint_member_job_or_
         assert session.scalars(select(AuditEntry).where(
             AuditEntry.action.in_(("member.role", "member.remove", "webhook.disable",
                                    "webhook.remove", "proof.download")))).all() == []
+    # The same job's download, by its own campaign's owner, works.
+    theirs_owner = console(app, "owner@other.test", slug="other")
+    assert theirs_owner.get(f"/admin/c/other/proof/exports/{theirs['job']}.zip") \
+        .status_code == 200
 
 
 def test_redelivering_one_event_sends_it_again_with_the_same_id(app, campaign):
