@@ -231,6 +231,14 @@ def queue_subject_erased(session: Session, campaign: Campaign, subject: Subject,
         network=None, status=None, receipt_id=None), now)
 
 
+def has_event(session: Session, campaign: Campaign, event_id: str) -> bool:
+    """Whether ``event_id`` is the webhook-id of an event of ``campaign`` (never another
+    campaign's). It reads the campaign's webhook rows, as :func:`redeliver` does."""
+    rows = session.scalars(select(OutboxMessage.payload).where(
+        OutboxMessage.kind == KIND, OutboxMessage.campaign_id == campaign.id))
+    return any(json.loads(payload).get("id") == event_id for payload in rows)
+
+
 def redeliver(session: Session, campaign: Campaign, *, event_id: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> int:
     """Queue again, with the same ``webhook-id``, one event or every event created in a time

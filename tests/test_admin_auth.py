@@ -237,6 +237,32 @@ def test_totp_is_asked_after_the_password_and_a_code_works_once(app, campaign):
     assert _user(app, "owner@marie2027.test").recovery_codes.__len__() == accounts.RECOVERY_CODES - 2
 
 
+@pytest.mark.parametrize("lang, heading", [
+    ("fr", "Seconde étape : votre application d’authentification"),
+    ("en", "Second step: your authenticator")])
+def test_the_language_chosen_at_sign_in_is_kept_through_the_second_step(app, campaign, lang,
+                                                                        heading):
+    _secret, codes, _used = _enable_totp(app, console(app, "owner@marie2027.test", slug="demo"))
+    fresh = app.test_client()
+    token = csrf_token(fresh, f"/admin/login?lang={lang}")
+    response = fresh.post(f"/admin/login?lang={lang}", data={
+        "csrf_token": token, "email": "owner@marie2027.test", "password": PASSWORD})
+    assert _path(response.headers["Location"]) == "/admin/login/second-factor"
+    # Followed as a browser does: no ?lang= on the address any more, and a browser asking for
+    # the other language, so that a lost choice shows.
+    other = "en" if lang == "fr" else "fr"
+    page = fresh.get(response.headers["Location"], headers={"Accept-Language": other})
+    text = page.get_data(as_text=True)
+    assert f'<html lang="{lang}"' in text and heading in text
+    # Signed in and out again, the console still speaks the language chosen.
+    signed_in = fresh.post("/admin/login/second-factor", data={
+        "csrf_token": csrf_token(fresh, "/admin/login/second-factor"),
+        "code": codes[0]})
+    assert signed_in.status_code == 302
+    page = fresh.get("/admin/account", headers={"Accept-Language": other})
+    assert f'<html lang="{lang}"' in page.get_data(as_text=True)
+
+
 def test_the_second_step_cannot_be_reached_without_the_password(app, campaign):
     client = app.test_client()
     assert client.get("/admin/login/second-factor").status_code == 302

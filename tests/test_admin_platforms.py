@@ -3,12 +3,14 @@ refused), rotated; webhook endpoints added (private addresses refused), tested, 
 on, removed, their deliveries, and redelivery."""
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import select
 
 from consent_widget import db, outbox
-from consent_widget.models import AuditEntry, OAuthClient, WebhookEndpoint
+from consent_widget.models import (AuditEntry, Membership, OAuthClient, OutboxMessage,
+                                   WebhookEndpoint)
 
 from console import console, post
 from helpers import give
@@ -139,3 +141,117 @@ def test_viewers_see_the_platforms_but_change_nothing(app, campaign):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert post(viewer, f"/admin/c/demo/platforms/clients/{client_id}/revoke").status_code == 403
     assert post(viewer, "/admin/c/demo/platforms/clients", {"name": "x"}).status_code == 403
+
+
+# --- ids of another campaign, in URLs and in forms -----------------------------------------
+def _other_campaign_with_an_event(app, tmp_path):
+    """Campaign ``other`` with its owner, an endpoint, an event and a finished proof job."""
+    from consent_widget import proof_jobs, webhooks
+    from consent_widget.campaigns import create_campaign
+    from consent_widget.models import Campaign
+    from console import make_user
+    with app.app_context():
+        with db.transaction() as session:
+            create_campaign(session, "other", name="Other", controller="Other",
+                            contact_email="dpo@other.test", policy_url="https://other.test/p")
+    make_user(app, "owner@other.test", slug="other")
+    with app.app_context():
+        with db.transaction() as session:
+            other = session.scalars(select(Campaign).where(Campaign.slug == "other")).one()
+            endpoint = webhooks.add_endpoint(session, other, "http://127.0.0.1:9/theirs", [])
+            job = proof_jobs.create(session, other, None)
+            # Finished, with its archive on disk: only the campaign check stands in the way.
+            archive = tmp_path / "theirs.zip"
+            archive.write_bytes(b"PK\x05\x06" + bytes(18))
+            job.status, job.path = proof_jobs.DONE, str(archive)
+            ids = {"endpoint": endpoint.public_id, "job": job.public_id}
+    give(app, "other", "ana@other.test", newsletter=True)
+    with app.app_context():
+        rows = db.session().scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "webhook",
+            OutboxMessage.recipient == ids["endpoint"])).all()
+        ids["event"] = json.loads(rows[0].payload)["id"]
+        ids["member"] = db.session().scalars(select(Membership).join(Campaign).where(
+            Campaign.slug == "other")).one().id
+    return ids
+
+
+def _outbox_rows(app) -> int:
+    with app.app_context():
+        return len(db.session().scalars(select(OutboxMessage)).all())
+
+
+def test_an_owner_cannot_see_or_change_another_campaigns_endpoint_member_job_or_event(
+        app, campaign, tmp_path):
+    theirs = _other_campaign_with_an_event(app, tmp_path)
+    owner = console(app, "owner@marie2027.test", slug="demo")
+    owner.get("/admin/account?lang=en")
+    endpoint = theirs["endpoint"]
+    # Their endpoint, by id, under our campaign's URLs and under theirs.
+    for slug in ("demo", "other"):
+        assert owner.get(f"/admin/c/{slug}/platforms/webhooks/{endpoint}").status_code == 404
+        for action in ("test", "disable", "enable", "remove"):
+            assert post(owner, f"/admin/c/{slug}/platforms/webhooks/{endpoint}/{action}") \
+                .status_code == 404, (slug, action)
+    assert endpoint not in owner.get("/admin/c/demo/platforms").get_data(as_text=True)
+    # Their team member, by id.
+    member = theirs["member"]
+    assert post(owner, f"/admin/c/demo/team/{member}/role", {"role": "viewer"}).status_code \
+        == 404
+    assert post(owner, f"/admin/c/demo/team/{member}/remove").status_code == 404
+    # Their proof job, by id.
+    assert owner.get(f"/admin/c/demo/proof/exports/{theirs['job']}.zip").status_code == 404
+    # Their event's id in our redeliver form: refused, and nothing is queued, for them or us.
+    before = _outbox_rows(app)
+    answer = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": theirs["event"]})
+    assert answer.status_code == 404
+    assert "This campaign has no event with this id." in answer.get_data(as_text=True)
+    assert _outbox_rows(app) == before
+    with app.app_context():
+        session = db.session()
+        assert session.scalars(select(WebhookEndpoint).where(
+            WebhookEndpoint.public_id == endpoint)).one().status == "active"
+        kept = session.get(Membership, member)
+        assert kept is not None and kept.role == "owner"
+        assert session.scalars(select(AuditEntry).where(
+            AuditEntry.action.in_(("member.role", "member.remove", "webhook.disable",
+                                   "webhook.remove", "proof.download")))).all() == []
+    # The same job's download, by its own campaign's owner, works.
+    theirs_owner = console(app, "owner@other.test", slug="other")
+    assert theirs_owner.get(f"/admin/c/other/proof/exports/{theirs['job']}.zip") \
+        .status_code == 200
+
+
+def test_redelivering_one_event_sends_it_again_with_the_same_id(app, campaign):
+    receiver = Receiver()
+    receiver.start()
+    try:
+        owner = console(app, "owner@marie2027.test", slug="demo")
+        owner.get("/admin/account?lang=en")
+        page = post(owner, "/admin/c/demo/platforms/webhooks", {"url": receiver.url})
+        receiver.secret = SECRET.search(page.get_data(as_text=True)).group(1)
+        give(app, "demo", "ana@marie2027.test", newsletter=True)
+        give(app, "demo", "bea@marie2027.test", newsletter=True)
+        with app.app_context():
+            outbox.deliver_due(app)
+        first = [webhook_id for webhook_id, _headers in receiver.requests]
+        assert len(first) >= 2 and len(set(first)) == len(first)
+        chosen = first[0]
+        answer = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": chosen},
+                      follow_redirects=True)
+        assert "1 deliveries queued again" in answer.get_data(as_text=True)
+        with app.app_context():
+            outbox.deliver_due(app)
+        # Only the chosen event went again, with its webhook-id (the receiver's dedup key).
+        again = [webhook_id for webhook_id, _headers in receiver.requests][len(first):]
+        assert again == [chosen]
+        with app.app_context():
+            entry = db.session().scalars(select(AuditEntry).where(
+                AuditEntry.action == "webhook.redeliver")).one()
+            assert entry.detail["event_id"] == chosen and entry.detail["queued"] == 1
+        # An id no event of the campaign has is refused, saying so.
+        unknown = post(owner, "/admin/c/demo/platforms/redeliver", {"event_id": "evt_nope"})
+        assert unknown.status_code == 404
+        assert "This campaign has no event with this id." in unknown.get_data(as_text=True)
+    finally:
+        receiver.stop()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from consent_widget import db, tokens
 from consent_widget.models import Campaign, Notice
 
 from console import console, post
+from test_mail import parts, queued, sign_up
 
 FORM = {"name": "Marie 2027", "controller": "Association Marie 2027",
         "controller_address": "", "contact_email": "dpo@marie2027.test",
@@ -85,3 +87,28 @@ def test_a_preview_saves_nothing_and_only_a_token_of_this_campaign_counts(app, c
     for token in (other, "forged", src.split("preview=")[1][:-3] + "xyz"):
         widget = app.test_client().get(f"/w/demo?preview={token}").get_data(as_text=True)
         assert "#7a1f5c" not in widget
+
+
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_markup_saved_as_a_name_or_controller_is_inert_in_the_email_and_the_widget(
+        app, campaign, locale):
+    owner = console(app, "owner@marie2027.test", slug="demo")
+    response = post(owner, "/admin/c/demo/settings",
+                    {**FORM, "name": f"Marie {MARKUP}", "controller": f"Asso {MARKUP}"})
+    assert response.status_code == 302
+    saved = _campaign(app)
+    assert (saved.name, saved.controller) == (f"Marie {MARKUP}", f"Asso {MARKUP}")
+    escaped = "&lt;img src=x onerror=alert(1)&gt;"
+    # A supporter signs up: the confirmation email's HTML part names the campaign, as text.
+    sign_up(app, locale=locale)
+    [message] = queued(app)
+    _text, html = parts(message)
+    assert "<img" not in html and "onerror=alert(1)>" not in html
+    assert f"Marie {escaped}" in html and f"Asso {escaped}" in html
+    # The widget names the campaign and its controller, as text.
+    widget = app.test_client().get(f"/w/demo?lang={locale}").get_data(as_text=True)
+    assert "<img" not in widget and "onerror=alert(1)>" not in widget
+    assert f"Marie {escaped}" in widget and f"Asso {escaped}" in widget

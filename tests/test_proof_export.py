@@ -231,3 +231,47 @@ def test_receipts_with_their_keys_removed_are_caught_at_the_first_receipt(export
     bad = _rewrite(path, tmp_path / "bad.zip", {**members, "jwks.json": b'{"keys": []}'},
                    fix_manifest=True)
     _expect(bad, "receipts.jsonl", 1, "no key")
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything written to a pseudo-terminal until its other end is closed."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the other end closed (Linux answers EIO)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_export_shows_its_progress_on_stderr_and_keeps_stdout_and_the_file_clean(
+        app, runner, campaign, tmp_path):
+    import pty
+    for n in range(3):
+        give(app, "demo", f"p{n}@marie2027.test", newsletter=True)
+    path = tmp_path / "demo.zip"
+    # The command as a person runs it: stderr a terminal (where the bar is drawn), stdout a
+    # pipe (the JSON a script reads), in a directory with no instance settings.
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "CONSENT_DATABASE_URL": app.config["DATABASE_URL"],
+           "CONSENT_SECRET_KEY": app.config["SECRET_KEY"], "COLUMNS": "80"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consent_widget.cli", "ledger", "export", "demo", "-o", str(path)],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    shown = _read_all(controller).decode("utf-8", "replace")
+    os.close(controller)
+    stdout = process.stdout.read()
+    assert process.wait(timeout=120) == 0, shown
+    # A bar with its label and its end (100%) on the terminal...
+    assert "events" in shown and "100%" in shown, shown
+    # ... and none of it in what the command prints, nor in the archive.
+    result = json.loads(stdout)
+    assert result["file"] == str(path) and result["events"] > 0
+    assert b"100%" not in stdout and b"events [" not in stdout
+    verified = run_json(runner, "ledger", "verify-export", str(path))
+    assert verified["ok"] is True
+    assert all(b"100%" not in data for data in _members(path).values())

@@ -20,12 +20,18 @@ def _secret():
     return current_app.config["SECRET_KEY"]
 
 
-def _complete_login(user: AdminUser, next_url: str | None):
-    """Start a new session for ``user``: the old one (and any id planted in it) is dropped."""
+def _fresh_session() -> None:
+    """Drop everything the session holds but the language chosen: a new session must not
+    inherit an id or an account, and the next page must stay in the person's language."""
     lang = session.get("lang")
     session.clear()
     if lang:
         session["lang"] = lang
+
+
+def _complete_login(user: AdminUser, next_url: str | None):
+    """Start a new session for ``user``: the old one (and any id planted in it) is dropped."""
+    _fresh_session()
     session["sid"] = new_session_id()
     login_user(ConsoleUser(user))
     user.last_login_at = utcnow()
@@ -48,7 +54,7 @@ def login():
         user = accounts.user_by_email(db.session(), email)
         if accounts.check_password(user, form.password.data):
             if user.totp_secret:
-                session.clear()
+                _fresh_session()
                 session[_PENDING] = [user.id, user.session_epoch, request.args.get("next")]
                 return redirect(url_for("admin.second_factor"))
             return _complete_login(user, request.args.get("next"))
@@ -89,7 +95,7 @@ def logout():
     log("logout", campaign=None)
     db.session().commit()
     logout_user()
-    session.clear()
+    _fresh_session()
     return redirect(url_for("admin.login"))
 
 

@@ -196,6 +196,9 @@ def redeliver():
         return _page(400, error=gettext("Give an event id, or the start of a time range."))
     if event_id is not None and len(event_id) > 64:
         abort(400)
+    if event_id is not None and not webhooks.has_event(db.session(), g.campaign, event_id):
+        # Said plainly rather than "0 queued": a mistyped id, or another campaign's.
+        return _page(404, error=gettext("This campaign has no event with this id."))
     count = webhooks.redeliver(db.session(), g.campaign, event_id=event_id, since=since,
                                until=until)
     log("webhook.redeliver", detail={"event_id": event_id, "since": str(since or ""),

@@ -91,34 +91,41 @@ def test_axe_finds_no_serious_violation_on_any_console_page(owner_page, site, ax
     assert failures == {}
 
 
+def assert_usable_by_keyboard(page, where: str, reload: bool = True) -> None:
+    """Tab reaches every focusable element of the page shown, each with a visible focus, and
+    (with ``reload``: a page reached by GET) the skip link comes first."""
+    # Number every element a keyboard user must be able to reach.
+    wanted = page.evaluate("""() => [...document.querySelectorAll(
+        'a[href], button, input:not([type=hidden]), select, textarea, iframe, summary')]
+        .filter(e => !e.disabled && e.offsetParent !== null && e.tabIndex >= 0)
+        .map((e, i) => e.setAttribute("data-tab-stop", i)).length""")
+    reached = set()
+    # Some fields take several stops (a date field: day, month, year, hour, minute).
+    for _press in range(wanted * 2 + 10):
+        page.keyboard.press("Tab")
+        info = page.evaluate("""() => { const e = document.activeElement;
+            const style = getComputedStyle(e);
+            return [e.getAttribute("data-tab-stop") || e.outerHTML.slice(0, 80),
+                    e.tagName === "IFRAME" ? "inside" : style.outlineStyle,
+                    e === document.body, e.outerHTML.slice(0, 120)]; }""")
+        if info[2]:
+            continue
+        reached.add(info[0])
+        # In the preview frame, the widget draws its own focus (tested with the widget).
+        assert info[1] != "none", f"focus not visible on {info[0]} at {where}: {info[3]}"
+    assert len(reached) >= wanted, f"{where}: {len(reached)} of {wanted} reached by Tab"
+    if reload:
+        # The skip link comes first and leads to the content.
+        page.reload()
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip", where
+
+
 def test_every_console_page_is_usable_by_keyboard(owner_page, site):
     page = owner_page
     for path in console_pages(site.app):
         page.goto(site.widget.origin + path + "?lang=en")
-        # Number every element a keyboard user must be able to reach.
-        wanted = page.evaluate("""() => [...document.querySelectorAll(
-            'a[href], button, input:not([type=hidden]), select, textarea, iframe')]
-            .filter(e => !e.disabled && e.offsetParent !== null && e.tabIndex >= 0)
-            .map((e, i) => e.setAttribute("data-tab-stop", i)).length""")
-        reached = set()
-        # Some fields take several stops (a date field: day, month, year, hour, minute).
-        for _press in range(wanted * 2 + 10):
-            page.keyboard.press("Tab")
-            info = page.evaluate("""() => { const e = document.activeElement;
-                const style = getComputedStyle(e);
-                return [e.getAttribute("data-tab-stop") || e.outerHTML.slice(0, 80),
-                        e.tagName === "IFRAME" ? "inside" : style.outlineStyle,
-                        e === document.body, e.outerHTML.slice(0, 120)]; }""")
-            if info[2]:
-                continue
-            reached.add(info[0])
-            # In the preview frame, the widget draws its own focus (tested with the widget).
-            assert info[1] != "none", f"focus not visible on {info[0]} at {path}: {info[3]}"
-        assert len(reached) >= wanted, f"{path}: {len(reached)} of {wanted} reached by Tab"
-        # The skip link comes first and leads to the content.
-        page.goto(site.widget.origin + path + "?lang=en")
-        page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.className") == "skip", path
+        assert_usable_by_keyboard(page, path)
 
 
 def test_the_look_is_previewed_in_the_real_widget_then_saved(owner_page, site):
