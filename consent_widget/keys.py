@@ -144,17 +144,25 @@ def sign_cached(engine, claims: dict, typ: str) -> str | None:
     The API signs every answer: this way a check whose signer is known opens no ORM session,
     whose making and closing cost more than the signature.
     """
+    signer = _known_signer(engine)
+    if signer is None:
+        return None
+    return _serialize({"alg": ALGORITHM, "kid": signer[0], "typ": typ}, claims, signer[1])
+
+
+def _known_signer(engine) -> tuple[str, OKPKey] | None:
+    """The (kid, key) this process read from ``engine`` less than SIGNER_TTL ago, or None."""
     cached = _signers.get(engine)
     if cached is None or cached[0] <= time.monotonic():
         return None
-    return _serialize({"alg": ALGORITHM, "kid": cached[1], "typ": typ}, claims, cached[2])
+    return cached[1], cached[2]
 
 
 def _current_signer(session: Session, create: bool) -> tuple[str, OKPKey]:
     engine = session.get_bind()
-    cached = _signers.get(engine)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1], cached[2]
+    known = _known_signer(engine)
+    if known is not None:
+        return known
     key = active_key(session, create=create)
     signer = (key.kid, _private_key(key.private_pem))
     # A key this session created may still be rolled back: remembering it could sign tokens

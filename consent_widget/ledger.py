@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from . import db, keys, mail, metrics, notices, receipts, webhooks
+from . import db, keys, loaded, mail, metrics, notices, receipts, webhooks
 from .chain import next_status, row_hash
 from .emails import lookup_hmac, normalise
 from .models import (GIVEN, REFUSED, REQUESTED, WITHDRAWN, Campaign, ConsentEvent,
@@ -128,8 +128,7 @@ def _states_under_lock(session: Session, campaign: Campaign,
     equal to what is written), so that nothing the session reads later is stale.
     """
     params = {"campaign": campaign.id, "subject": subject.id}
-    if session.autoflush and (session.new or session.dirty or session.deleted):
-        session.flush()  # as the ORM's query would
+    loaded.flush_pending(session)
     rows = db.driver_rows(session.connection(), _STATE_ROWS, params)
     held = session.identity_map
     if any(identity_key(ConsentState, row.id) in held for row in rows):
