@@ -16,6 +16,7 @@ import jwt
 import pytest
 from flask import render_template_string
 from cryptography.hazmat.primitives import serialization
+from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -453,6 +454,28 @@ def test_signing_and_verifying_leak_no_eddsa_deprecation_warning(app):
             with db.transaction() as session:
                 token = receipts.sign_decision(session, {"aud": "client-1"})
                 receipts.verify(session, token, receipts.DECISION_TYP)
+
+
+@pytest.mark.parametrize("claims", [
+    {}, {"aud": "client-1", "n": 1, "allowed": True, "given_at": None},
+    {"controller": "Équipe « Marseille »", "emoji": "\U0001F5F3", "nested": {"b": [1, 2.5]}}])
+def test_tokens_are_the_bytes_joserfc_serializes_and_verify_with_it(app, claims):
+    # keys signs without joserfc's per-token steps (header and key checked once); Ed25519 is
+    # deterministic, so the token must be byte for byte joserfc's own for the same input.
+    with app.app_context():
+        with db.transaction() as session:
+            token = keys.sign(session, claims, receipts.DECISION_TYP)
+            key = keys.active_key(session)
+        private = OKPKey.import_key(key.private_pem)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc's notice that RFC 9864 renames EdDSA
+            expected = jws.serialize_compact(
+                {"alg": "EdDSA", "kid": key.kid, "typ": receipts.DECISION_TYP},
+                keys.canonical_json(claims), private, algorithms=["EdDSA"])
+            decoded = jws.deserialize_compact(token, OKPKey.import_key(key.public_jwk),
+                                              algorithms=["EdDSA"])
+        assert token == expected
+        assert json.loads(decoded.payload) == claims
 
 
 # --- the human-readable receipt and the GPC resource -------------------------------------------
