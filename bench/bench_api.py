@@ -221,7 +221,7 @@ def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subproce
     config.write_text(GUNICORN_CONFIG)
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "gunicorn"), "--config", str(config),
-         "--workers", str(args.workers), "--worker-class", "gthread",
+         "--workers", str(args.workers), "--worker-class", worker_class(args),
          "--threads", str(args.threads), "--keep-alive", "5", "--preload",
          "--bind", f"127.0.0.1:{port}", "--chdir", str(module_dir), "--log-level", "warning",
          target], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -234,6 +234,11 @@ def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subproce
             time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"gunicorn did not start: {target}")
+
+
+def worker_class(args) -> str:
+    """gunicorn's worker class for ``--threads``, chosen as gunicorn.conf.py chooses it."""
+    return "sync" if args.threads == 1 else "gthread"
 
 
 def cpu_seconds(server: subprocess.Popen) -> float:
@@ -379,7 +384,10 @@ def main() -> None:
                         "(default 5)")
     parser.add_argument("--rounds", type=int, default=None, help="default 3")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker: 1 (the default) serves with gunicorn's sync "
+                             "workers, as gunicorn.conf.py does on SQLite; more, with gthread "
+                             "workers of that many threads, as on a database server")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--quick", action="store_true",
                         help="100,000 subjects, 2 rounds of 3 s: a run of about a minute")
@@ -425,8 +433,9 @@ def main() -> None:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"}
         print(f"load generator: {'wrk' if load is load_wrk else 'python threads'}, "
               f"{args.connections} connections, {args.rounds} rounds of {args.duration} s each; "
-              f"gunicorn {args.workers} gthread workers x {args.threads} threads, the same for "
-              f"each app; {os.cpu_count()} CPUs")
+              f"gunicorn {args.workers} {worker_class(args)} workers x {args.threads} "
+              f"thread{'s' if args.threads > 1 else ''}, the same for each app; "
+              f"{os.cpu_count()} CPUs")
         # Rounds alternate between the apps, so a burst of other work on the machine weighs on
         # each alike; a ratio is the median of the rounds' ratios.
         rounds = []

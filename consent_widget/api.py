@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring, encode_basestring_ascii
 
 from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from . import batch, db, events, keys, metrics, openapi, receipts, state
+from . import batch, db, events, keys, metrics, oauth, openapi, receipts, state
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise, plain_digest
 from .errors import ApiError
 from .models import (DEFAULT_NETWORKS, NEWSLETTER, PURPOSES, SOCIAL_MATCHING, Campaign, Receipt,
@@ -28,6 +28,8 @@ MAX_CHECK_BODY = 16 * 1024
 #: 10,000 addresses of ordinary length fit in well under a megabyte; MAX_CONTENT_LENGTH still
 #: applies first.
 MAX_BATCH_BODY = 2 * 1024 * 1024
+#: The scope a check needs.
+CHECK_SCOPE = "consents:check"
 #: The kind of token the purge audit signs (RFC 8725: one ``typ`` per kind of claim set).
 PURGE_STATEMENT_TYP = "purge-statement+jwt"
 MAX_EVENTS_PAGE = 1000
@@ -152,42 +154,81 @@ def _answers_json(states: list[state.StateView], purpose: str, network: str) -> 
     return ("[" + ",".join(answers) + "]").encode("utf-8")
 
 
-@bp.post("/consents/check")
-@require_oauth("consents:check")
-def check():
-    """May the platform process this person's data for exactly this purpose (and network)?"""
-    body = _json_object(MAX_CHECK_BODY)
+def _question(body: dict) -> tuple[str, str, str | None, str | None]:
+    """A single check's question: purpose, network, and the normalised email or the subject
+    id (the other None)."""
     purpose, network = parse_question(body)
     email, subject_id = body.get("email"), body.get("subject_id")
     if (email is None) == (subject_id is None):
         raise ApiError(400, "invalid_subject", "Give exactly one of email or subject_id.")
-    reader = db.connection()
-    claims = {}
     if email is not None:
         if not isinstance(email, str):
             raise ApiError(400, "invalid_email", "email must be a string.")
         try:
-            address = normalise(email)
+            return purpose, network, normalise(email), None
         except InvalidEmail as exc:
             raise ApiError(400, "invalid_email", str(exc)) from None
-        key = lookup_hmac(lookup_key(current_app.config), address)
-        found = state.lookup(reader, current_token.campaign_id, purpose, network,
-                             email_hmacs=[key])
-        claims["email_sha256"] = plain_digest(address)
+    if not _is_subject_id(subject_id):
+        raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
+    return purpose, network, None, subject_id
+
+
+def _ascii_text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _answer_body(view: state.StateView, purpose: str, network: str, decision: str) -> str:
+    """The body ``jsonify`` makes of a single check's answer (:func:`_answer` with its
+    ``decision``), the same text, written straight from the view.
+
+    Through Flask's JSON provider, a dict made and encoded cost more than the answer's query;
+    here the fields fill the template of its output (sorted keys, no spaces, ASCII escapes,
+    a final newline), each escaped by the json module's own function. A test holds the two
+    to the same text: a field added to :func:`_answer` must come here.
+    """
+    status, subject_id, receipt_id, given_at, notice_version = view
+    text = _ascii_text
+    return ('{"allowed":%s,"decision":%s,"given_at":%s,"network":%s,"notice_version":%s,'
+            '"purpose":%s,"receipt_id":%s,"status":%s,"subject_id":%s}\n') % (
+        "true" if view.allowed else "false", text(decision),
+        text(given_at.isoformat() if given_at else None), text(network or None),
+        "null" if notice_version is None else notice_version, text(purpose),
+        text(receipt_id), text(status), text(subject_id))
+
+
+@bp.post("/consents/check")
+def check():
+    """May the platform process this person's data for exactly this purpose (and network)?
+
+    The bearer token is authenticated as every API request's is (:data:`require_oauth`), except
+    when this process has it cached (:func:`oauth.cached_token`): then the revocation counter
+    that confirms it is read in the statement that reads the answer, and only if it moved is
+    the token authenticated again, before anything is answered.
+    """
+    cached = oauth.cached_token(CHECK_SCOPE)
+    token = cached[0] if cached is not None else require_oauth.authenticate(CHECK_SCOPE)
+    try:
+        purpose, network, address, subject_id = _question(_json_object(MAX_CHECK_BODY))
+    except ApiError:
+        if cached is not None:  # a token refused since it was cached is answered as refused
+            require_oauth.authenticate(CHECK_SCOPE)
+        raise
+    if address is not None:
+        by = {"email_hmac": lookup_hmac(lookup_key(current_app.config), address)}
+        claims = {"email_sha256": plain_digest(address)}
     else:
-        if not _is_subject_id(subject_id):
-            raise ApiError(400, "invalid_subject", "subject_id must be a subject id string.")
-        key = subject_id
-        found = state.lookup(reader, current_token.campaign_id, purpose, network,
-                             public_ids=[key])
-        claims["subject_id_asked"] = subject_id
-    view = found.get(key, state.UNKNOWN)
-    answer = _answer(view, purpose, network)
-    claims.update(answer, iss=current_app.config["BASE_URL"], aud=current_token.client_id,
-                  sub=answer["subject_id"], campaign=current_token.campaign_slug)
-    answer["decision"] = _signed(receipts.decision_claims(claims), receipts.DECISION_TYP)
+        by = {"public_id": subject_id}
+        claims = {"subject_id_asked": subject_id}
+    counter, view = state.counted_lookup(db.reader(), token.campaign_id, purpose, network,
+                                         **by)
+    if cached is not None and counter != cached[1]:
+        token = require_oauth.authenticate(CHECK_SCOPE)  # 401 if it was revoked meanwhile
+    claims.update(_answer(view, purpose, network), iss=current_app.config["BASE_URL"],
+                  aud=token.client_id, sub=view.subject_id, campaign=token.campaign_slug)
+    decision = _signed(receipts.decision_claims(claims), receipts.DECISION_TYP)
     metrics.count_decisions([view])
-    return jsonify(answer)
+    return current_app.response_class(_answer_body(view, purpose, network, decision),
+                                      mimetype="application/json")
 
 
 @bp.get("/receipts/<receipt_id>")

@@ -232,6 +232,34 @@ def connection() -> Connection:
     return g.db_connection
 
 
+class Reader:
+    """A connection of the engine's pool as the driver gives it, with the engine's dialect: what
+    :func:`driver_rows` needs to run a statement, and nothing that SQLAlchemy's
+    :class:`Connection` would add around it."""
+
+    __slots__ = ("connection", "dialect")
+
+    def __init__(self, connection, dialect):
+        self.connection = connection
+        self.dialect = dialect
+
+
+def reader() -> Reader:
+    """A pooled driver connection of the current app context for the hot path's reads (the
+    bearer token, its client, a single consent check), each through :func:`driver_rows`.
+
+    Those reads need no SQLAlchemy :class:`Connection`: making one and closing it cost twice
+    what checking a connection out of the pool and back in does, on every check. As with
+    :func:`connection`, no transaction is begun here: on SQLite each read is a snapshot of its
+    own, PostgreSQL's driver begins one itself, and the pool rolls it back on return.
+    """
+    found = g.get("db_reader")
+    if found is None:
+        bound = engine()
+        found = g.db_reader = Reader(bound.raw_connection(), bound.dialect)
+    return found
+
+
 def _same(value):
     return value
 
@@ -258,7 +286,7 @@ class _DriverStatement:
         self.row = namedtuple("Row", [column.key for column in statement.selected_columns],
                               rename=True)
 
-    def rows(self, connection: Connection, params: dict) -> list:
+    def rows(self, connection: Connection | Reader, params: dict) -> list:
         """The statement's rows for ``params``, converted as SQLAlchemy would convert them."""
         given = {name: self.bind_processors.get(name, _same)(value)
                  for name, value in params.items()} if self.bind_processors else params
@@ -287,7 +315,7 @@ class _DriverStatement:
 _driver_statements: dict[tuple, _DriverStatement] = {}
 
 
-def driver_rows(connection: Connection, statement, params: dict | None = None) -> list:
+def driver_rows(connection: Connection | Reader, statement, params: dict | None = None) -> list:
     """The rows of a read ``statement`` (a SQLAlchemy ``select``), executed on ``connection``'s
     driver cursor in its transaction: named tuples, values converted by the columns' types.
 
@@ -306,13 +334,16 @@ def driver_rows(connection: Connection, statement, params: dict | None = None) -
 
 
 def close_session(_exc=None) -> None:
-    """Close the context's session and connection; an unfinished transaction is rolled back."""
+    """Close the context's session and connections; an unfinished transaction is rolled back."""
     db_session = g.pop("db_session", None)
     if db_session is not None:
         db_session.close()
     db_connection = g.pop("db_connection", None)
     if db_connection is not None:
         db_connection.close()
+    db_reader = g.pop("db_reader", None)
+    if db_reader is not None:
+        db_reader.connection.close()
 
 
 @contextmanager

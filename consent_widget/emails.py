@@ -7,6 +7,7 @@ in theory, so the stored address keeps its case), and neither ``+tags`` nor dots
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -76,7 +77,7 @@ def _validated(address: str) -> str:
 
 def lookup_hmac(key: bytes, normalised: str) -> str:
     """Return the hex HMAC-SHA256 under ``key`` of a normalised address, local part lower-cased."""
-    return lookup_hasher(key)(normalised)
+    return _hasher_of(key)(normalised)
 
 
 #: HMAC's inner and outer pads (RFC 2104), as translation tables of the key's bytes.
@@ -108,6 +109,13 @@ def lookup_hasher(key: bytes):
         return mac.hexdigest()
 
     return digest
+
+
+@functools.lru_cache(maxsize=8)
+def _hasher_of(key: bytes):
+    # The check hashes one address per request with the one key of the app: its two padded
+    # states are made once, not on every check.
+    return lookup_hasher(key)
 
 
 def plain_digest(normalised: str) -> str:

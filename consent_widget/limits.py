@@ -116,7 +116,7 @@ _TOKEN_CLIENTS: dict[str, str] = {}
 _TOKEN_CLIENTS_MAX = 10_000
 
 
-#: The client of a token, read on the request's own connection, which its check then uses too.
+#: The client of a token, read on the request's own reader, which its check then uses too.
 _CLIENT_OF_TOKEN = (select(OAuthClient.client_id)
                     .join(OAuthToken, OAuthToken.client_pk == OAuthClient.id)
                     .where(OAuthToken.token_sha256 == bindparam("digest")))
@@ -125,7 +125,7 @@ _CLIENT_OF_TOKEN = (select(OAuthClient.client_id)
 def _client_of_token(digest: str) -> str | None:
     client_id = _TOKEN_CLIENTS.get(digest)
     if client_id is None:
-        found = db.driver_rows(db.connection(), _CLIENT_OF_TOKEN, {"digest": digest})
+        found = db.driver_rows(db.reader(), _CLIENT_OF_TOKEN, {"digest": digest})
         client_id = found[0].client_id if found else None
         if client_id is not None:
             if len(_TOKEN_CLIENTS) >= _TOKEN_CLIENTS_MAX:
@@ -222,6 +222,12 @@ def _too_many_requests(exc: RateLimited):
     return response
 
 
+@functools.lru_cache(maxsize=64)
+def _fixed_headers(item: RateLimitItem) -> tuple[str, str]:
+    # A limit's RateLimit-Limit and RateLimit-Policy never change: made once per limit.
+    return str(item.amount), f"{item.amount};w={item.get_expiry()}"
+
+
 def _ratelimit_headers(response):
     """Add the IETF rate-limit headers of the tightest limit counted for this request."""
     spent = g.get("rate_limit")
@@ -230,13 +236,16 @@ def _ratelimit_headers(response):
     reset, remaining = _seconds_to_reset(spent), max(0, spent.remaining)
     if spent.breached:
         reset = max(1, reset)
-    headers = response.headers
-    headers["RateLimit-Limit"] = str(spent.item.amount)
-    headers["RateLimit-Remaining"] = str(remaining)
-    headers["RateLimit-Reset"] = str(reset)
-    headers["RateLimit-Policy"] = f"{spent.item.amount};w={spent.item.get_expiry()}"
+    limit, policy = _fixed_headers(spent.item)
+    # Added, not set: no other part of the app writes these headers, and setting one looks
+    # for an earlier value to replace.
+    add = response.headers.add
+    add("RateLimit-Limit", limit)
+    add("RateLimit-Remaining", str(remaining))
+    add("RateLimit-Reset", str(reset))
+    add("RateLimit-Policy", policy)
     if response.status_code == 429:
-        headers["Retry-After"] = str(reset)
+        add("Retry-After", str(reset))
     return response
 
 

@@ -85,12 +85,33 @@ def _start_timer() -> None:
     request.environ["consent_metrics.started"] = time.perf_counter()
 
 
+#: (endpoint, method, status) -> the request counter's and duration histogram's children for
+#: them. ``labels()`` checks and looks up its labels under a lock on every call, which cost more
+#: than counting; the children never change once made. Bounded: methods are the client's.
+_REQUEST_CHILDREN: dict[tuple, tuple] = {}
+#: (allowed, status) -> the decision counter's child.
+_DECISION_CHILDREN: dict[tuple, object] = {}
+_CHILDREN_MAX = 1024
+
+
+def _request_children(endpoint: str, method: str, status: int) -> tuple:
+    key = (endpoint, method, status)
+    children = _REQUEST_CHILDREN.get(key)
+    if children is None:
+        children = (REQUESTS.labels(endpoint, method, str(status)), DURATION.labels(endpoint))
+        if len(_REQUEST_CHILDREN) < _CHILDREN_MAX:
+            _REQUEST_CHILDREN[key] = children
+    return children
+
+
 def _count_request(response):
-    endpoint = request.endpoint or "(no route)"
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    started = request.environ.get("consent_metrics.started")
+    served = request._get_current_object()
+    requests, duration = _request_children(served.endpoint or "(no route)", served.method,
+                                           response.status_code)
+    requests.inc()
+    started = served.environ.get("consent_metrics.started")
     if started is not None:
-        DURATION.labels(endpoint).observe(time.perf_counter() - started)
+        duration.observe(time.perf_counter() - started)
     return response
 
 
@@ -104,8 +125,11 @@ def count_decisions(answers) -> None:
     for answer in answers:
         outcome = ("true" if answer.allowed else "false", answer.status)
         tally[outcome] = tally.get(outcome, 0) + 1
-    for (allowed, status), count in tally.items():
-        DECISIONS.labels(allowed, status).inc(count)
+    for outcome, count in tally.items():
+        child = _DECISION_CHILDREN.get(outcome)
+        if child is None:
+            child = _DECISION_CHILDREN[outcome] = DECISIONS.labels(*outcome)  # a few statuses
+        child.inc(count)
 
 
 # --- the outbox, at scrape time -------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.integrations.flask_oauth2.signals import token_authenticated
-from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Error, TokenMixin, grants
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from flask import Blueprint, abort, current_app, g, jsonify, request
 from sqlalchemy import bindparam, select, update
@@ -180,6 +180,18 @@ class TokenCache:
         self._state = (row.counter, rows)
         return row
 
+    def peek(self, digest: str):
+        """The cached row for ``digest`` and the counter it was read at, without reading the
+        database; None if it is not cached.
+
+        The row may be stale: the caller must read the counter in the same statement as the
+        rest of its work, and trust the row only if that counter is the one returned here
+        (:func:`cached_token`). One tuple is read, so the pair always belongs together.
+        """
+        counter, rows = self._state
+        row = rows.get(digest)
+        return None if row is None else (row, counter)
+
     def clear(self) -> None:
         """Forget every token (tests, or after restoring a database)."""
         self._state = (None, {})
@@ -192,7 +204,7 @@ class CampaignTokenValidator(BearerTokenValidator):
         if not token_string or len(token_string) > 200:
             return None
         cache = current_app.extensions["consent_token_cache"]
-        row = cache.lookup(db.connection(), _sha256(token_string))
+        row = cache.lookup(db.reader(), _sha256(token_string))
         return PlatformToken(row) if row is not None else None
 
 
@@ -221,6 +233,14 @@ class CampaignResourceProtector(ResourceProtector):
         token_authenticated.send(self, token=token)
         g.authlib_server_oauth2_token = token
         return token
+
+    def authenticate(self, scope: str) -> PlatformToken:
+        """The request's token, checked for ``scope`` as the decorator checks it; a refusal
+        ends the request with its error response (401 or 403), as under the decorator."""
+        try:
+            return self.acquire_token(scope)
+        except OAuth2Error as error:
+            self.raise_error_response(error)
 
     def raise_error_response(self, error):
         response = api_error_response(error.status_code, error.error,
@@ -253,6 +273,35 @@ def _save_token(token, request):
 
 require_oauth = CampaignResourceProtector()
 require_oauth.register_token_validator(CampaignTokenValidator())
+
+
+def cached_token(scope: str) -> tuple[PlatformToken, int] | None:
+    """This request's bearer token as the process's cache holds it, when it is there, unexpired,
+    unrevoked when it was read and holds ``scope``: the token, made the request's current
+    token, and the revocation counter it was read at. None otherwise, with nothing read.
+
+    The hot path of the check: the token is resolved without a statement of its own, and the
+    caller confirms it by reading the counter in the statement that reads its answer
+    (:func:`consent_widget.state.counted_lookup`). If that counter differs, some token or
+    client has changed since, and the caller must authenticate again with
+    :meth:`~CampaignResourceProtector.authenticate` before it answers. Every refusal (no
+    header, an unknown, expired or revoked token, a missing scope) is left to
+    ``authenticate``, which answers it in Authlib's terms.
+    """
+    scheme, _sp, token_string = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not 0 < len(token_string) <= 200:
+        return None
+    found = current_app.extensions["consent_token_cache"].peek(_sha256(token_string))
+    if found is None:
+        return None
+    token = PlatformToken(found[0])
+    # The checks of Authlib's BearerTokenValidator.validate_token, which passed when the row
+    # was cached; the expiry is the clock's to decide on every use.
+    if token.is_expired() or token.is_revoked() or scope not in token.get_scope().split():
+        return None
+    token_authenticated.send(require_oauth, token=token)
+    g.authlib_server_oauth2_token = token
+    return token, found[1]
 
 
 def create_client(session, campaign: Campaign, *, name: str = "") -> tuple[OAuthClient, str]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import db
 from .models import (EXPIRED, GIVEN, NEWSLETTER, WITHDRAWN, Campaign, ConsentState, Notice,
-                     Subject, utcnow)
+                     OAuthRevocations, Subject, utcnow)
 
 
 class StateView(NamedTuple):
@@ -148,6 +148,18 @@ def _matches(column, form: str):
     return column.in_(bindparam("keys", expanding=True))
 
 
+def _answer_columns(column) -> tuple:
+    return (column, Subject.public_id, effective_status_column(bindparam("now")),
+            ConsentState.receipt_id, ConsentState.given_at, Notice.version)
+
+
+def _state_join():
+    return and_(ConsentState.campaign_id == Subject.campaign_id,
+                ConsentState.subject_id == Subject.id,
+                ConsentState.purpose == bindparam("purpose"),
+                ConsentState.network == bindparam("network"))
+
+
 def _lookup_query(column, form: str) -> Select:
     """Subjects whose ``column`` is ``:keys`` (bound in ``form``, see :func:`_matches`), each
     with its state for one question at ``:now``.
@@ -156,16 +168,27 @@ def _lookup_query(column, form: str) -> Select:
     so the expiry is compared there instead of read back: turning each row's ``expires_at``
     into a datetime took a tenth of a 10,000-entry batch's lookup.
     """
-    state_join = and_(ConsentState.campaign_id == Subject.campaign_id,
-                      ConsentState.subject_id == Subject.id,
-                      ConsentState.purpose == bindparam("purpose"),
-                      ConsentState.network == bindparam("network"))
-    return (select(column, Subject.public_id, effective_status_column(bindparam("now")),
-                   ConsentState.receipt_id, ConsentState.given_at, Notice.version)
+    return (select(*_answer_columns(column))
             .select_from(Subject)
-            .outerjoin(ConsentState, state_join)
+            .outerjoin(ConsentState, _state_join())
             .outerjoin(Notice, Notice.id == ConsentState.notice_id)
             .where(Subject.campaign_id == bindparam("campaign_id"), _matches(column, form)))
+
+
+def _counted_lookup_query(column) -> Select:
+    """One key's answer (:func:`_lookup_query`) with the OAuth revocation counter, in one row.
+
+    The row is the counter's; the subject, its state and notice are outer-joined onto it, so a
+    key of no subject still answers the counter (with nulls), and a database without the
+    counter's row answers nothing at all.
+    """
+    return (select(OAuthRevocations.counter, *_answer_columns(column))
+            .select_from(OAuthRevocations)
+            .outerjoin(Subject, and_(Subject.campaign_id == bindparam("campaign_id"),
+                                     column == bindparam("keys")))
+            .outerjoin(ConsentState, _state_join())
+            .outerjoin(Notice, Notice.id == ConsentState.notice_id)
+            .where(OAuthRevocations.id == 1))
 
 
 #: Built once: the check API answers every request with one of these statements. A single key
@@ -174,16 +197,20 @@ _STATEMENTS = {(by, form): _lookup_query(column, form)
                for by, column in (("email_hmacs", Subject.email_hmac),
                                   ("public_ids", Subject.public_id))
                for form in ("one", "array", "json", "expanding")}
+_COUNTED_STATEMENTS = {"email_hmacs": _counted_lookup_query(Subject.email_hmac),
+                       "public_ids": _counted_lookup_query(Subject.public_id)}
 
 
-def lookup(reader: Session | Connection, campaign_id: int, purpose: str, network: str, *,
+def lookup(reader: Session | Connection | db.Reader, campaign_id: int, purpose: str,
+           network: str, *,
            email_hmacs: list[str] | None = None, public_ids: list[str] | None = None,
            now: datetime | None = None) -> dict[str, StateView]:
     """The answers for the subjects found by keyed email hash or by subject id, by that key.
 
     One statement, through a connection (``reader``'s own when it is a session) rather than the
     ORM: plain rows, none of the ORM's per-row bookkeeping, which would cost more than the
-    query itself. Keys of no subject of this campaign are absent from the result.
+    query itself. Keys of no subject of this campaign are absent from the result. A
+    :class:`db.Reader` (the single check's) may ask for one key only.
     """
     by, keys = ("email_hmacs", email_hmacs) if public_ids is None else ("public_ids", public_ids)
     connection = reader.connection() if isinstance(reader, Session) else reader
@@ -199,3 +226,28 @@ def lookup(reader: Session | Connection, campaign_id: int, purpose: str, network
     # The status read is already the effective one: no expiry left for view() to compare.
     return {key: view(public_id, status, None, receipt_id, given_at, notice_version, now)
             for key, public_id, status, receipt_id, given_at, notice_version in rows}
+
+
+def counted_lookup(reader: Session | Connection | db.Reader, campaign_id: int, purpose: str,
+                   network: str, *, email_hmac: str | None = None, public_id: str | None = None,
+                   now: datetime | None = None) -> tuple[int | None, StateView]:
+    """The OAuth revocation counter and the answer for one subject (by keyed email hash or by
+    subject id), read in one statement: one snapshot, one round trip.
+
+    For the single check, whose bearer token the process has cached: the counter read with the
+    answer confirms that no token or client has changed since (see
+    :meth:`consent_widget.oauth.TokenCache.peek`), and the answer costs no second statement.
+    The counter is None when the database has no counter row (a database emptied by hand):
+    then nothing is known of the tokens, and the answer is read by a statement of its own.
+    """
+    by, key = ("email_hmacs", email_hmac) if public_id is None else ("public_ids", public_id)
+    now = now or utcnow()
+    rows = db.driver_rows(reader, _COUNTED_STATEMENTS[by], {
+        "campaign_id": campaign_id, "purpose": purpose, "network": network, "now": now,
+        "keys": key})
+    if not rows:
+        return None, lookup(reader, campaign_id, purpose, network, now=now,
+                            **{by: [key]}).get(key, UNKNOWN)
+    counter, _key, public_id, status, receipt_id, given_at, notice_version = rows[0]
+    # The status read is already the effective one, as in lookup().
+    return counter, view(public_id, status, None, receipt_id, given_at, notice_version, now)

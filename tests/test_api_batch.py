@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
+from flask import jsonify
 from sqlalchemy import select, update
 
 from consent_widget import api, batch, db, emails, keys, state
@@ -323,3 +324,19 @@ def test_batch_results_are_the_canonical_json_of_the_single_answers():
     for purpose, network in (("social_matching", "facebook"), ("newsletter", "")):
         expected = keys.canonical_json([api._answer(view, purpose, network) for view in views])
         assert api._answers_json(views, purpose, network) == expected
+
+
+def test_a_single_answer_is_the_body_jsonify_makes_of_it(app):
+    given_at = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    views = [state.UNKNOWN, state.StateView("unknown", "sub_a"),
+             state.StateView("given", "sub_b", "rcp-1", given_at, 3),
+             state.StateView("withdrawn", "sub_d", "rcp-3"),
+             # Whatever the text, it is escaped exactly as Flask's JSON provider escapes it.
+             state.StateView("given", 'sub_"\\\n\u00e9\u2028\x00', "\U0001f600", given_at, 0)]
+    with app.app_context():
+        for view in views:
+            for purpose, network in (("social_matching", "facebook"), ("newsletter", "")):
+                decision = 'eyJ.a"\u00e9.b'
+                expected = jsonify(dict(api._answer(view, purpose, network), decision=decision))
+                assert api._answer_body(view, purpose, network, decision) \
+                    == expected.get_data(as_text=True)

@@ -174,3 +174,25 @@ def test_another_handler_gets_the_access_record(client, caplog):
                   if getattr(record, "request_id", None) == "edge-record")
     assert (record.method, record.status, record.getMessage()) == ("GET", 404,
                                                                    "GET (no route) 404")
+
+
+@pytest.mark.parametrize("created", [0.0, 1764815455.0, 1764815455.001, 1764815455.5,
+                                     1764815455.999, 1764815456.25])
+def test_the_line_time_is_iso_8601_to_the_millisecond(created):
+    from datetime import datetime, timezone
+    assert logs._iso_time(created) == datetime.fromtimestamp(created, timezone.utc).isoformat(
+        timespec="milliseconds")
+
+
+def test_a_method_with_a_percent_sign_is_written_as_text():
+    record = logs._ACCESS.makeRecord(
+        logs._ACCESS.name, logging.INFO, __file__, 0, "%s %s %s", ("M%sX", "(no route)", 405),
+        None, extra={"request_id": "edge-2", "method": "M%sX", "endpoint": None,
+                     "status": 405, "duration": 2, "scrubbed": True})
+    assert logs.access_line(record.created, "edge-2", "M%sX", None, 405, 2) \
+        == logs.JsonFormatter().format(record)
+
+
+def test_new_request_ids_are_128_bit_hex_and_differ():
+    ids = {logs.new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -535,3 +535,13 @@ def test_the_requests_a_receipt_names_are_found_by_signup_not_by_scanning_the_le
         plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
     assert any("ix_consent_events_signup_id" in step for step in plan), plan
     assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+def test_decision_ids_are_random_uuids_as_uuid4_writes_them():
+    import uuid
+    from consent_widget.receipts import _new_jti
+    ids = [_new_jti() for _ in range(500)]
+    assert len(set(ids)) == 500
+    for jti in ids:
+        parsed = uuid.UUID(jti)
+        assert str(parsed) == jti and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -8,10 +8,11 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import delete, event, update
 
 from consent_widget import create_app, db, oauth
-from consent_widget.models import OAuthToken, utcnow
+from consent_widget.models import OAuthRevocations, OAuthToken, utcnow
+from helpers import give
 from test_api import basic, check, platform, token  # noqa: F401 (fixtures)
 
 
@@ -69,6 +70,49 @@ def test_a_cached_token_expires_by_the_clock_without_any_database_change(app, ot
     _warm(other, token)
     time.sleep(2.1)
     assert check(other.test_client(), token, email="a@example.test",
+                 purpose="newsletter").status_code == 401
+
+
+def test_a_cached_token_costs_no_statement_of_its_own(other, token, monkeypatch):
+    # The counter that confirms a cached token is read in the statement of the answer: a check
+    # with a warm cache is that one statement.
+    _warm(other, token)
+    statements = []
+    run_on_driver = db._DriverStatement.rows
+
+    def recorded(self, connection, params):
+        statements.append(self.sql)
+        return run_on_driver(self, connection, params)
+    monkeypatch.setattr(db._DriverStatement, "rows", recorded)
+    _warm(other, token)
+    assert len(statements) == 2  # one per check
+    assert all("oauth_revocations" in s and "consent_states" in s for s in statements)
+
+
+def test_a_revoked_client_with_a_malformed_question_is_refused_not_answered(app, other,
+                                                                           platform, token):
+    # The counter is read with the answer; a question refused before it is read must not let
+    # a client revoked since it was cached hear anything but 401.
+    _warm(other, token)
+    _change_client(app, platform, oauth.revoke_client)
+    response = other.test_client().post("/api/v1/consents/check", json={"purpose": "nope"},
+                                        headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json["error"] == "invalid_token"
+
+
+def test_without_the_counters_row_every_check_is_authenticated_and_answered(app, other,
+                                                                            token):
+    give(app, "demo", "kept@example.test", newsletter=True)
+    _warm(other, token)
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(delete(OAuthRevocations))
+    for _ in range(2):
+        response = check(other.test_client(), token, email="kept@example.test",
+                         purpose="newsletter")
+        assert response.status_code == 200 and response.json["allowed"] is True
+    assert check(other.test_client(), "not-a-token", email="kept@example.test",
                  purpose="newsletter").status_code == 401
 
 
