@@ -4,9 +4,10 @@ In one run, on loopback:
 
 1. builds an SQLite database of 1,000,000 subjects (half given Facebook matching, a quarter
    withdrawn, a quarter never asked) with bulk inserts of precomputed rows;
-2. serves the app with gunicorn, and with the same gunicorn settings (threaded workers,
-   preloaded and frozen before the fork as gunicorn.conf.py does, keep-alive: ``--workers``
-   and ``--threads``):
+2. serves the app with gunicorn, and with the same gunicorn settings (by default the
+   project's on SQLite: single-threaded sync workers; ``--threads N`` for gthread workers of N
+   threads; preloaded and frozen before the fork as gunicorn.conf.py does: ``--workers`` and
+   ``--threads``):
 
    - a minimal Flask route (a JSON answer, nothing else): what Flask and gunicorn cost;
    - the "floor" (:data:`FLOOR_APP`): a route that does only what any check must, with the
@@ -211,10 +212,10 @@ def when_ready(server):
 def serve(module_dir: Path, target: str, port: int, args, env: dict) -> subprocess.Popen:
     """Start gunicorn on loopback with the given settings and wait until it accepts connections.
 
-    Every app gets exactly these settings (gthread workers, preloaded app frozen before the
-    fork, keep-alive), the project's too: its gunicorn.conf.py would pick single-threaded
-    workers on SQLite. A config file of the bench's own (:data:`GUNICORN_CONFIG`) keeps gunicorn
-    from reading any other.
+    Every app gets exactly these settings (the worker class gunicorn.conf.py picks for
+    ``--threads``, preloaded app frozen before the fork, keep-alive), the project's too. A
+    config file of the bench's own (:data:`GUNICORN_CONFIG`) keeps gunicorn from reading any
+    other.
     """
     own_config = module_dir / "bench_gunicorn.conf.py" if module_dir != ROOT else None
     config = Path(tempfile.mkstemp(suffix=".conf.py")[1]) if own_config is None else own_config
