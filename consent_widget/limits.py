@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, select
 from werkzeug.exceptions import RequestEntityTooLarge, TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import counters, db, widget
+from . import counters, db, oauth, widget
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise
 from .models import OAuthClient, OAuthToken
 from .widget import MAX_BODY_BYTES
@@ -102,9 +102,9 @@ def api_client_key() -> str:
     tokens. A request without a known token is limited per address instead; it is refused (401)
     by the view anyway.
     """
-    scheme, _sp, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and 0 < len(token) <= 200:
-        client_id = _client_of_token(hashlib.sha256(token.encode("utf-8")).hexdigest())
+    digest = oauth.bearer_digest()
+    if digest is not None:
+        client_id = _client_of_token(digest)
         if client_id is not None:
             return "client:" + client_id
     return client_address_key()

@@ -275,6 +275,17 @@ require_oauth = CampaignResourceProtector()
 require_oauth.register_token_validator(CampaignTokenValidator())
 
 
+def bearer_digest() -> str | None:
+    """The SHA-256 of this request's bearer token (the form tokens are stored and cached in),
+    or None without a plausible one; worked out once per request, for the rate limit's key and
+    the cached token alike."""
+    if "bearer_digest" not in g:
+        scheme, _sp, token_string = request.headers.get("Authorization", "").partition(" ")
+        g.bearer_digest = _sha256(token_string) \
+            if scheme.lower() == "bearer" and 0 < len(token_string) <= 200 else None
+    return g.bearer_digest
+
+
 def cached_token(scope: str) -> tuple[PlatformToken, int] | None:
     """This request's bearer token as the process's cache holds it, when it is there, unexpired,
     unrevoked when it was read and holds ``scope``: the token, made the request's current
@@ -288,10 +299,8 @@ def cached_token(scope: str) -> tuple[PlatformToken, int] | None:
     header, an unknown, expired or revoked token, a missing scope) is left to
     ``authenticate``, which answers it in Authlib's terms.
     """
-    scheme, _sp, token_string = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not 0 < len(token_string) <= 200:
-        return None
-    found = current_app.extensions["consent_token_cache"].peek(_sha256(token_string))
+    digest = bearer_digest()
+    found = current_app.extensions["consent_token_cache"].peek(digest) if digest else None
     if found is None:
         return None
     token = PlatformToken(found[0])
