@@ -265,10 +265,11 @@ def _same(value):
 
 
 class _DriverStatement:
-    """A read statement compiled once for a dialect, run on the driver's own cursor."""
+    """A statement compiled once for a dialect, run on the driver's own cursor: a read, or a
+    write (INSERT or UPDATE, with or without RETURNING) of a given set of columns."""
 
-    def __init__(self, statement, dialect):
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement, dialect, column_keys: tuple | None = None):
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("an IN list is expanded on every execution: use the connection")
         self.sql = compiled.string
@@ -276,27 +277,40 @@ class _DriverStatement:
         self.bind_processors = {
             name: processor for name, bind in compiled.binds.items()
             if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))}
-        # Values written in the statement itself (``id == 1``), converted once.
+        # Values written in the statement itself (``id == 1``), converted once; and a write's
+        # columns left out of its parameters, which take their default (a constant here, a
+        # function such as ``utcnow`` on each execution) as SQLAlchemy's execution would.
+        given = set(column_keys or ())
+        written = {name: value for name, value in compiled.params.items()
+                   if value is not None and name not in given}
+        self.per_row_defaults = {}
+        for column in (*getattr(compiled, "insert_prefetch", ()),
+                       *getattr(compiled, "update_prefetch", ())):
+            default = column.default if statement.is_insert else column.onupdate
+            if default.is_scalar:
+                written[column.key] = default.arg
+            elif default.is_callable:
+                self.per_row_defaults[column.key] = default.arg
+            else:
+                raise ValueError(f"{column} has a default SQLAlchemy must work out: give it")
         self.defaults = {name: self.bind_processors.get(name, _same)(value)
-                         for name, value in compiled.params.items() if value is not None}
+                         for name, value in written.items()}
+        columns = (compiled.returning or []) if statement.is_dml else statement.selected_columns
+        self.returns = bool(columns)
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                      for column in statement.selected_columns]
+                      for column in columns]
         self.result_processors = processors if any(processors) else None
         # A column selected twice keeps its place; the second is named by position.
-        self.row = namedtuple("Row", [column.key for column in statement.selected_columns],
-                              rename=True)
+        self.row = namedtuple("Row", [column.key for column in columns], rename=True)
 
     def rows(self, connection: Connection | Reader, params: dict) -> list:
         """The statement's rows for ``params``, converted as SQLAlchemy would convert them."""
-        given = {name: self.bind_processors.get(name, _same)(value)
-                 for name, value in params.items()} if self.bind_processors else params
-        params = {**self.defaults, **given} if self.defaults else given
-        bound = params if self.names is None else tuple(params[name] for name in self.names)
+        bound = self._bound(params)
         driver_error = connection.dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
         try:
             cursor.execute(self.sql, bound)
-            fetched = cursor.fetchall()
+            fetched = cursor.fetchall() if self.returns else []
         except driver_error as exc:
             # Raised as SQLAlchemy would raise it, so the app's handlers (a value the database
             # cannot store is a 400) see it as they see every other statement's.
@@ -311,7 +325,30 @@ class _DriverStatement:
                       for process, value in zip(processors, values)]) for values in fetched]
 
 
-#: (statement, dialect, driver) -> its compiled form; a few statements, each compiled once.
+    def _bound(self, params: dict):
+        """``params`` converted for the driver, with the statement's own values and defaults."""
+        if self.per_row_defaults:
+            params = {**{name: make(None) for name, make in self.per_row_defaults.items()},
+                      **params}
+        given = {name: self.bind_processors.get(name, _same)(value)
+                 for name, value in params.items()} if self.bind_processors else params
+        params = {**self.defaults, **given} if self.defaults else given
+        return params if self.names is None else tuple(params[name] for name in self.names)
+
+    def run_many(self, connection: Connection, many: list[dict]) -> None:
+        """Execute the statement (one with no RETURNING) once per parameter set of ``many``."""
+        driver_error = connection.dialect.loaded_dbapi.Error
+        cursor = connection.connection.cursor()
+        try:
+            cursor.executemany(self.sql, [self._bound(params) for params in many])
+        except driver_error as exc:
+            raise DBAPIError.instance(self.sql, None, exc, driver_error,
+                                      dialect=connection.dialect) from exc
+        finally:
+            cursor.close()
+
+#: (statement, dialect, driver[, columns written]) -> its compiled form; a few statements,
+#: each compiled once.
 _driver_statements: dict[tuple, _DriverStatement] = {}
 
 
@@ -332,6 +369,35 @@ def driver_rows(connection: Connection | Reader, statement, params: dict | None 
         compiled = _driver_statements[key] = _DriverStatement(statement, dialect)
     return compiled.rows(connection, params or {})
 
+
+def driver_write(connection: Connection, statement, params: dict | list[dict]) -> list:
+    """Run a write ``statement`` (a SQLAlchemy ``insert`` or ``update``) on ``connection``'s
+    driver cursor in its transaction, once per parameter set; return the rows its RETURNING
+    gives, in the order of the parameter sets (none without RETURNING).
+
+    For the writes of a signup and its confirmation, a dozen small statements a request each of
+    which cost SQLAlchemy's execution several times what the database takes: as with
+    :func:`driver_rows`, the statement is compiled once per dialect (and per set of columns
+    given), values are converted by the columns' types, and columns left out take their
+    defaults. Parameter sets of one call give the same columns. SQLAlchemy's statement events
+    do not see these statements; nothing here uses them.
+    """
+    many = params if isinstance(params, list) else [params]
+    if not many:
+        return []
+    dialect = connection.dialect
+    columns = tuple(many[0])
+    key = (statement, dialect.name, dialect.driver, columns)
+    compiled = _driver_statements.get(key)
+    if compiled is None:
+        compiled = _driver_statements[key] = _DriverStatement(statement, dialect, columns)
+    if len(many) > 1 and any(each.keys() != many[0].keys() for each in many[1:]):
+        raise ValueError("each parameter set of one write gives the same columns")
+    if not compiled.returns and len(many) > 1:
+        compiled.run_many(connection, many)
+        return []
+    # sqlite3 returns no rows from executemany: a write that returns runs once per set.
+    return [row for each in many for row in compiled.rows(connection, each)]
 
 def close_session(_exc=None) -> None:
     """Close the context's session and connections; an unfinished transaction is rolled back."""

@@ -101,7 +101,7 @@ _INSERT_RETURNING_ID = {model: insert(model.__table__).returning(model.__table__
 
 def _insert(session: Session, model, **values):
     """Insert one row of ``model``; return it as an object outside the session, with its id."""
-    row_id = session.connection().execute(_INSERT_RETURNING_ID[model], values).scalar_one()
+    [(row_id,)] = db.driver_write(session.connection(), _INSERT_RETURNING_ID[model], values)
     return model(id=row_id, **values)
 
 
@@ -113,7 +113,7 @@ def lock(session: Session, campaign: Campaign) -> None:
     returns the head, which only the lock holder can move.
     """
     session.flush()  # a campaign row changed earlier in this transaction is written first
-    seq, head = session.connection().execute(_LOCK, {"campaign": campaign.id}).one()
+    [(seq, head)] = db.driver_write(session.connection(), _LOCK, {"campaign": campaign.id})
     set_committed_value(campaign, "ledger_seq", seq)
     set_committed_value(campaign, "ledger_head", head)
 
@@ -173,8 +173,9 @@ def _append_all(session: Session, campaign: Campaign, subject: Subject, entries,
         rows.append(row)
         shown.append(notice)
     connection = session.connection()
-    ids = {row_seq: row_id for row_id, row_seq in connection.execute(_INSERT_EVENTS, rows)}
-    connection.execute(_MOVE_HEAD, {"campaign": campaign.id, "seq": seq, "head": head})
+    ids = {row_seq: row_id
+           for row_id, row_seq in db.driver_write(connection, _INSERT_EVENTS, rows)}
+    db.driver_write(connection, _MOVE_HEAD, {"campaign": campaign.id, "seq": seq, "head": head})
     set_committed_value(campaign, "ledger_seq", seq)
     set_committed_value(campaign, "ledger_head", head)
     # Plain namespaces rather than ORM objects, which cost more to build than to insert.
@@ -227,13 +228,13 @@ def _write_states(session: Session, campaign: Campaign, subject: Subject,
                 _set_committed(state, name, value)
     connection = session.connection()
     if created:
-        inserted = connection.execute(_INSERT_STATES, [
+        inserted = db.driver_write(connection, _INSERT_STATES, [
             {column: getattr(state, column) for column in _STATE_COLUMNS}
             for state in created.values()])
         for state_id, purpose, network in inserted:
             created[purpose + ":" + network].id = state_id
     if changed:
-        connection.execute(_UPDATE_STATES, list(changed.values()))
+        db.driver_write(connection, _UPDATE_STATES, list(changed.values()))
 
 
 _STATE_COLUMNS = ("campaign_id", "subject_id", "purpose", "network", "status", "event_id",
@@ -481,7 +482,7 @@ def confirm(session: Session, campaign: Campaign, signup: Signup, now: datetime 
                                  or prepared.seen != _seen(subject, states)
                                  or prepared.entries != entries):
         prepared = None  # the states moved since it was prepared: work it out again
-    session.connection().execute(_CONFIRM_SIGNUP, {"signup": signup.id, "now": now})
+    db.driver_write(session.connection(), _CONFIRM_SIGNUP, {"signup": signup.id, "now": now})
     set_committed_value(signup, "confirmed_at", now)
     metrics.count_on_commit(session, metrics.CONFIRMATIONS)
     receipt = None

@@ -24,7 +24,7 @@ from typing import Callable
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import mail
+from . import db, mail
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def enqueue(session: Session, *, kind: str, recipient: str, payload: str,
               "campaign_id": campaign_id, "status": PENDING, "attempts": 0,
               "next_attempt_at": now, "claimed_until": None, "last_error": "",
               "created_at": now, "sent_at": None}
-    message_id = session.connection().execute(_INSERT, values).scalar_one()
+    [(message_id,)] = db.driver_write(session.connection(), _INSERT, values)
     return OutboxMessage(id=message_id, **values)
 
 

@@ -179,10 +179,11 @@ def build(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
 def write(session: Session, receipt: Receipt, states: list[ConsentState]) -> Receipt:
     """Write a receipt made by :func:`build`, and name it on every state of its subject."""
     connection = session.connection()
-    connection.execute(_INSERT_RECEIPT, {column: getattr(receipt, column)
-                                         for column in _RECEIPT_COLUMNS})
-    connection.execute(_NAME_RECEIPT, {"campaign": receipt.campaign_id,
-                                       "subject": receipt.subject_id, "receipt": receipt.id})
+    db.driver_write(connection, _INSERT_RECEIPT, {column: getattr(receipt, column)
+                                                  for column in _RECEIPT_COLUMNS})
+    db.driver_write(connection, _NAME_RECEIPT, {"campaign": receipt.campaign_id,
+                                                "subject": receipt.subject_id,
+                                                "receipt": receipt.id})
     for state in states:
         # The ledger's states are ORM objects or, read under its lock, plain ones.
         if isinstance(state, ConsentState):

@@ -1,16 +1,17 @@
-"""``db.driver_rows``: the hot path's reads, run on the driver's cursor, give the rows
-SQLAlchemy's own execution gives, values converted alike, on SQLite and PostgreSQL."""
+"""``db.driver_rows`` and ``db.driver_write``: the hot path's reads and the signup's writes, run
+on the driver's cursor, give and store what SQLAlchemy's own execution does, values converted
+alike, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from consent_widget import db, oauth, state
 from consent_widget.emails import lookup_hmac, lookup_key, normalise
-from consent_widget.models import Subject, utcnow
+from consent_widget.models import OutboxMessage, Signup, Subject, utcnow
 from helpers import give, withdraw
 
 
@@ -79,3 +80,89 @@ def test_a_driver_error_comes_as_sqlalchemys_so_the_apps_handlers_see_it(app):
         db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", "one"],
                        {"campaign_id": 1, "purpose": "newsletter", "network": "",
                         "keys": object(), "now": utcnow()})
+
+
+# --- db.driver_write: the signup's writes ------------------------------------------------------
+
+OUTBOX = OutboxMessage.__table__
+INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id, OUTBOX.c.created_at)
+
+
+def test_a_write_stores_what_sqlalchemys_execution_stores_defaults_included(app, campaign):
+    # Columns left out take their defaults: constants (status, attempts) and functions (the
+    # times, from utcnow), converted by the columns' types as SQLAlchemy converts them.
+    values = {"campaign_id": campaign.id, "kind": "email", "recipient": "ana@example.test",
+              "payload": '{"to": "ana@example.test"}'}
+    before = utcnow()
+    with app.app_context():
+        with db.transaction() as session:
+            connection = session.connection()
+            [(by_driver, created)] = db.driver_write(connection, INSERT_OUTBOX, values)
+            by_sqlalchemy = connection.execute(insert(OUTBOX).returning(OUTBOX.c.id),
+                                               values).scalar_one()
+        rows = {row.id: row for row in db.session().scalars(select(OutboxMessage))}
+    assert isinstance(created, datetime) and created >= before
+    driven, reference = rows[by_driver], rows[by_sqlalchemy]
+    for column in ("campaign_id", "kind", "recipient", "payload", "status", "attempts",
+                   "claimed_until", "last_error", "last_status", "sent_at"):
+        assert getattr(driven, column) == getattr(reference, column), column
+    assert driven.status == "pending" and driven.attempts == 0
+    assert before <= driven.created_at <= reference.created_at
+    assert driven.next_attempt_at.tzinfo is not None
+
+
+def test_a_write_of_many_rows_returns_each_rows_values_in_order(app, campaign):
+    rows = [{"campaign_id": campaign.id, "kind": "email", "recipient": f"r{i}@example.test",
+             "payload": str(i)} for i in range(3)]
+    with app.app_context():
+        with db.transaction() as session:
+            returned = db.driver_write(session.connection(), INSERT_OUTBOX, rows)
+            ids = [row.id for row in returned]
+            # Many rows without RETURNING: one execution of the driver's, each row changed.
+            db.driver_write(session.connection(),
+                            update(OUTBOX).where(OUTBOX.c.id == bindparam("message")),
+                            [{"message": message, "attempts": 10 + i}
+                             for i, message in enumerate(ids)])
+        stored = db.session().execute(select(OutboxMessage.id, OutboxMessage.payload,
+                                             OutboxMessage.attempts)
+                                      .order_by(OutboxMessage.id)).all()
+    assert [tuple(row) for row in stored] == [(ids[i], str(i), 10 + i) for i in range(3)]
+    assert ids == sorted(ids)
+
+
+def test_json_columns_are_written_as_sqlalchemy_writes_them(app, campaign):
+    choices = {"newsletter:": True, "social_matching:facebook": False}
+    with app.app_context():
+        with db.transaction() as session:
+            [(subject_id,)] = db.driver_write(
+                session.connection(), insert(Subject.__table__).returning(Subject.__table__.c.id),
+                {"campaign_id": campaign.id, "public_id": "sub_driver", "email_hmac": "a" * 64,
+                 "email": "ana@example.test"})
+            db.driver_write(session.connection(), insert(Signup.__table__), {
+                "public_id": "sgn_driver", "campaign_id": campaign.id, "subject_id": subject_id,
+                "choices": choices, "offered": {}, "locale": "fr"})
+        signup = db.session().scalars(select(Signup)).one()
+        assert signup.choices == choices and signup.offered == {} and signup.gpc is False
+        assert signup.subject.link_version == 1 and signup.subject.email == "ana@example.test"
+
+
+def test_a_failed_write_raises_sqlalchemys_error_and_its_transaction_keeps_nothing(app, campaign):
+    subject = {"campaign_id": campaign.id, "public_id": "sub_twice", "email_hmac": "b" * 64,
+               "email": "bruno@example.test"}
+    statement = insert(Subject.__table__)
+    with app.app_context():
+        with pytest.raises(IntegrityError):
+            with db.transaction() as session:
+                db.driver_write(session.connection(), statement, subject)
+                db.driver_write(session.connection(), statement, subject)  # same public id
+        assert db.session().scalars(select(Subject)).all() == []
+
+
+def test_parameter_sets_of_one_write_must_give_the_same_columns(app, campaign):
+    with app.app_context():
+        with db.transaction() as session, pytest.raises(ValueError, match="same columns"):
+            db.driver_write(session.connection(), INSERT_OUTBOX, [
+                {"kind": "email", "recipient": "a@example.test", "payload": "1"},
+                {"kind": "email", "recipient": "b@example.test", "payload": "2",
+                 "attempts": 3}])
+        assert db.session().scalars(select(OutboxMessage)).all() == []
