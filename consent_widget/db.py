@@ -318,6 +318,10 @@ class _DriverStatement:
                                       dialect=connection.dialect) from exc
         finally:
             cursor.close()
+        return self._made(fetched)
+
+    def _made(self, fetched: list) -> list:
+        """The driver's rows as named tuples, values converted by the columns' types."""
         make, processors = self.row._make, self.result_processors
         if processors is None:
             return [make(values) for values in fetched]
@@ -335,17 +339,35 @@ class _DriverStatement:
         params = {**self.defaults, **given} if self.defaults else given
         return params if self.names is None else tuple(params[name] for name in self.names)
 
-    def run_many(self, connection: Connection, many: list[dict]) -> None:
-        """Execute the statement (one with no RETURNING) once per parameter set of ``many``."""
+    def run_many(self, connection: Connection, many: list[dict]) -> list:
+        """Execute the statement once per parameter set of ``many``; its RETURNING rows, if any.
+
+        One ``executemany`` of the driver, which psycopg sends in one round trip, results and
+        all; sqlite3's returns no rows, so a write that returns runs once per set there (each
+        an in-process call, not a round trip).
+        """
+        if self.returns and connection.dialect.driver != "psycopg":
+            return [row for params in many for row in self.rows(connection, params)]
         driver_error = connection.dialect.loaded_dbapi.Error
         cursor = connection.connection.cursor()
+        fetched = []
         try:
-            cursor.executemany(self.sql, [self._bound(params) for params in many])
+            if not self.returns:
+                cursor.executemany(self.sql, [self._bound(params) for params in many])
+                return []
+            cursor.executemany(self.sql, [self._bound(params) for params in many],
+                               returning=True)
+            while True:
+                fetched.extend(cursor.fetchall())
+                if not cursor.nextset():
+                    break
         except driver_error as exc:
             raise DBAPIError.instance(self.sql, None, exc, driver_error,
                                       dialect=connection.dialect) from exc
         finally:
             cursor.close()
+        return self._made(fetched)
+
 
 #: (statement, dialect, driver[, columns written]) -> its compiled form; a few statements,
 #: each compiled once.
@@ -373,7 +395,8 @@ def driver_rows(connection: Connection | Reader, statement, params: dict | None 
 def driver_write(connection: Connection, statement, params: dict | list[dict]) -> list:
     """Run a write ``statement`` (a SQLAlchemy ``insert`` or ``update``) on ``connection``'s
     driver cursor in its transaction, once per parameter set; return the rows its RETURNING
-    gives, in the order of the parameter sets (none without RETURNING).
+    gives, in the order of the parameter sets (none without RETURNING). Several sets are sent
+    in one ``executemany`` where the driver returns rows from it (psycopg).
 
     For the writes of a signup and its confirmation, a dozen small statements a request each of
     which cost SQLAlchemy's execution several times what the database takes: as with
@@ -393,11 +416,10 @@ def driver_write(connection: Connection, statement, params: dict | list[dict]) -
         compiled = _driver_statements[key] = _DriverStatement(statement, dialect, columns)
     if len(many) > 1 and any(each.keys() != many[0].keys() for each in many[1:]):
         raise ValueError("each parameter set of one write gives the same columns")
-    if not compiled.returns and len(many) > 1:
-        compiled.run_many(connection, many)
-        return []
-    # sqlite3 returns no rows from executemany: a write that returns runs once per set.
-    return [row for each in many for row in compiled.rows(connection, each)]
+    if len(many) > 1:
+        return compiled.run_many(connection, many)
+    return compiled.rows(connection, many[0])
+
 
 def close_session(_exc=None) -> None:
     """Close the context's session and connections; an unfinished transaction is rolled back."""
