@@ -274,12 +274,23 @@ def _digest(path: str, mtime_ns: int) -> str:
         return hashlib.sha256(handle.read()).hexdigest()[:12]
 
 
+#: (script root, asset) -> its versioned URL, outside debug: every page names two assets, and
+#: an asset changes only with a new release, which restarts the processes.
+_asset_urls: dict[tuple[str, str], str] = {}
+
+
 @bp.app_template_global()
 def asset_url(filename: str) -> str:
     """The URL of a widget asset, versioned by its content so caches never serve a stale one."""
-    path = os.path.join(STATIC_DIR, filename)
-    return url_for("widget.static", filename=filename,
-                   v=_digest(path, os.stat(path).st_mtime_ns))
+    key = (request.script_root, filename)
+    found = _asset_urls.get(key)
+    if found is None or current_app.debug:  # in debug, an edited asset shows at once
+        path = os.path.join(STATIC_DIR, filename)
+        found = url_for("widget.static", filename=filename,
+                        v=_digest(path, os.stat(path).st_mtime_ns))
+        if not current_app.debug:
+            _asset_urls[key] = found
+    return found
 
 
 @bp.app_template_global()

@@ -238,6 +238,27 @@ def test_assets_are_served_with_caching_and_the_right_type(client, campaign):
     assert client.get("/w/_static/../widget.py").status_code == 404
 
 
+def test_asset_urls_carry_the_files_digest_and_follow_an_edit_in_debug(app, client, campaign,
+                                                                     tmp_path, monkeypatch):
+    from consent_widget import widget
+
+    def css_url():
+        page = client.get("/w/demo").get_data(as_text=True)
+        return html.unescape(re.search(r'<link rel="stylesheet" href="([^"]+)"', page).group(1))
+
+    with open(widget.os.path.join(widget.STATIC_DIR, "widget.css"), "rb") as shipped:
+        content = shipped.read()
+    assert css_url() == css_url() == \
+        "/w/_static/widget.css?v=" + hashlib.sha256(content).hexdigest()[:12]
+    # An asset edited while the app runs in debug is named by its new digest at once.
+    (tmp_path / "widget.css").write_bytes(content + b"\n/* edited */\n")
+    (tmp_path / "widget.js").write_bytes(b"")
+    monkeypatch.setattr(widget, "STATIC_DIR", str(tmp_path))
+    monkeypatch.setattr(app, "debug", True)
+    edited = hashlib.sha256(content + b"\n/* edited */\n").hexdigest()[:12]
+    assert css_url() == "/w/_static/widget.css?v=" + edited
+
+
 # --- submitting --------------------------------------------------------------------------------
 
 def test_a_signup_records_requests_for_ticked_boxes_and_refusals_for_the_others(
