@@ -378,9 +378,9 @@ def driver_rows(connection: Connection | Reader, statement, params: dict | None 
     """The rows of a read ``statement`` (a SQLAlchemy ``select``), executed on ``connection``'s
     driver cursor in its transaction: named tuples, values converted by the columns' types.
 
-    For the reads of the API's hot path only. SQLAlchemy's execution of a statement (its cache
-    key, execution context and result object) costs ten times what SQLite takes to answer an
-    indexed read, and a consent check is two such reads; here the statement is compiled once
+    For the reads of the hot paths (a consent check, a signup and its confirmation).
+    SQLAlchemy's execution of a statement (its cache key, execution context and result object)
+    costs ten times what SQLite takes to answer an indexed read; here the statement is compiled once
     for the dialect, and each execution is the driver's alone. Its parameters are given by
     name, and may not be expanding ``IN`` lists.
     """
