@@ -15,10 +15,10 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the application: configuration, then each part's ``init_app``, then blueprints."""
     # Imported here so that ``consent_widget.client``, the platforms' SDK, needs no Flask.
-    from flask import Flask
-    app = Flask(__name__, instance_relative_config=True,
-                template_folder=os.path.join(_PACKAGE, "templates"),
-                static_folder=None)
+    from .application import ConsentApp
+    app = ConsentApp(__name__, instance_relative_config=True,
+                     template_folder=os.path.join(_PACKAGE, "templates"),
+                     static_folder=None)
     if test_config is not None:
         app.testing = bool(test_config.get("TESTING", True))
     from . import config

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
+from werkzeug.wsgi import get_content_length
 
 from . import batch, db, events, keys, metrics, oauth, openapi, receipts, state
 from .emails import InvalidEmail, lookup_hmac, lookup_key, normalise, plain_digest
@@ -47,8 +49,9 @@ def _reads_only() -> None:
         db.read_only()
 
 
-def _signed(claims: dict, typ: str) -> str:
-    """``claims`` signed as a ``typ`` token, in this request's read-only transaction.
+def _signed(claims: dict | bytes, typ: str) -> str:
+    """``claims`` (a dict, or its canonical JSON as bytes) signed as a ``typ`` token, in this
+    request's read-only transaction.
 
     While this process knows the current key (:func:`keys.sign_cached`), no session is opened.
     Before the first signing key exists, the key is written in a transaction of its own (the
@@ -74,14 +77,28 @@ def _campaign() -> Campaign:
     return db.session().get(Campaign, current_token.campaign_id)
 
 
+def _is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON as werkzeug's ``Request.is_json`` decides it
+    (``application/json`` or ``application/*+json``, parameters and case aside)."""
+    mimetype = content_type.partition(";")[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
 def _json_object(max_bytes: int) -> dict:
-    if request.content_length is not None and request.content_length > max_bytes:
+    # Read from the WSGI environ rather than through ``request.content_length``, ``is_json``
+    # and ``get_json``: their headers object, parsed content type and caches cost a check
+    # more than its consent read; the body itself is still werkzeug's (limited, cached).
+    served = request._get_current_object()
+    environ = served.environ
+    length = get_content_length(environ)
+    if length is not None and length > max_bytes:
         raise ApiError(413, "payload_too_large", f"The body may not exceed {max_bytes} bytes.")
-    if not request.is_json:
+    if not _is_json(environ.get("CONTENT_TYPE", "")):
         raise ApiError(415, "unsupported_media_type", "Send a JSON body (application/json).")
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # nesting deep enough to exhaust the parser is not a question
+        body = json.loads(served.get_data(cache=True))
+    except (ValueError, RecursionError):  # not JSON, or nested deep enough to exhaust the parser
         body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
@@ -196,6 +213,47 @@ def _answer_body(view: state.StateView, purpose: str, network: str, decision: st
         text(receipt_id), text(status), text(subject_id))
 
 
+def _decision_payload(view: state.StateView, purpose: str, network: str, asked: tuple[str, str],
+                      iss: str | None, aud: str | None, campaign: str, iat: int, exp: int,
+                      jti: str) -> bytes:
+    """The canonical JSON of a single check's decision claims (:func:`_answer`, the question
+    ``asked`` as ``(name, value)``, ``iss``, ``aud``, ``sub``, ``campaign``, ``iat``, ``exp``,
+    ``jti``), as ``keys.canonical_json(receipts.decision_claims(claims))`` writes it: the same
+    bytes, written straight from the view.
+
+    As with :func:`_answer_body`: a dict of the claims made, filtered and sorted only to be
+    encoded cost a check more than its answer's query. Registered claims given as None are left
+    out, as :func:`receipts.decision_claims` leaves them. A test holds the two to the same
+    bytes for every kind of answer: a claim added to the decision must come here.
+    """
+    status, subject_id, receipt_id, given_at, notice_version = view
+    text = _json_text
+    # Sorted keys: the question asked is email_sha256 (after campaign) or subject_id_asked
+    # (last); sub, the one registered claim that is None for an unknown subject, after status.
+    email = asked[0] == "email_sha256"
+    fields = ['{"allowed":', "true" if view.allowed else "false"]
+    if aud is not None:
+        fields += [',"aud":', text(aud)]
+    fields += [',"campaign":', text(campaign)]
+    if email:
+        fields += [',"email_sha256":', text(asked[1])]
+    fields += [',"exp":', str(exp), ',"given_at":',
+               text(given_at.isoformat() if given_at else None), ',"iat":', str(iat)]
+    if iss is not None:
+        fields += [',"iss":', text(iss)]
+    fields += [',"jti":', text(jti), ',"network":', text(network or None),
+               ',"notice_version":', "null" if notice_version is None else str(notice_version),
+               ',"purpose":', text(purpose), ',"receipt_id":', text(receipt_id),
+               ',"status":', text(status)]
+    if subject_id is not None:
+        fields += [',"sub":', text(subject_id)]
+    fields += [',"subject_id":', text(subject_id)]
+    if not email:
+        fields += [',"subject_id_asked":', text(asked[1])]
+    fields.append("}")
+    return "".join(fields).encode("utf-8")
+
+
 @bp.post("/consents/check")
 def check():
     """May the platform process this person's data for exactly this purpose (and network)?
@@ -213,22 +271,25 @@ def check():
         if cached is not None:  # a token refused since it was cached is answered as refused
             require_oauth.authenticate(CHECK_SCOPE)
         raise
+    app = current_app._get_current_object()  # one look-up of the proxy, not three
     if address is not None:
-        by = {"email_hmac": lookup_hmac(lookup_key(current_app.config), address)}
-        claims = {"email_sha256": plain_digest(address)}
+        by = {"email_hmac": lookup_hmac(lookup_key(app.config), address)}
+        asked = ("email_sha256", plain_digest(address))
     else:
         by = {"public_id": subject_id}
-        claims = {"subject_id_asked": subject_id}
+        asked = ("subject_id_asked", subject_id)
     counter, view = state.counted_lookup(db.reader(), token.campaign_id, purpose, network,
                                          **by)
     if cached is not None and counter != cached[1]:
         token = require_oauth.authenticate(CHECK_SCOPE)  # 401 if it was revoked meanwhile
-    claims.update(_answer(view, purpose, network), iss=current_app.config["BASE_URL"],
-                  aud=token.client_id, sub=view.subject_id, campaign=token.campaign_slug)
-    decision = _signed(receipts.decision_claims(claims), receipts.DECISION_TYP)
+    issued = int(time.time())
+    decision = _signed(_decision_payload(
+        view, purpose, network, asked, iss=app.config["BASE_URL"], aud=token.client_id,
+        campaign=token.campaign_slug, iat=issued, exp=issued + app.config["DECISION_TTL"],
+        jti=receipts.new_jti()), receipts.DECISION_TYP)
     metrics.count_decisions([view])
-    return current_app.response_class(_answer_body(view, purpose, network, decision),
-                                      mimetype="application/json")
+    return app.response_class(_answer_body(view, purpose, network, decision),
+                              mimetype="application/json")
 
 
 @bp.get("/receipts/<receipt_id>")

@@ -125,8 +125,9 @@ def _header_segment(kid: str, typ: str) -> bytes:
     return json_b64encode(header)
 
 
-def _serialize(kid: str, typ: str, claims: dict, private_key: OKPKey) -> str:
-    """``claims`` as a JWS compact token, the bytes ``jws.serialize_compact`` makes of them.
+def _serialize(kid: str, typ: str, claims: dict | bytes, private_key: OKPKey) -> str:
+    """``claims`` as a JWS compact token, the bytes ``jws.serialize_compact`` makes of them;
+    given as bytes, they are taken to be their :func:`canonical_json` already.
 
     joserfc's own steps before the signature (checking the header against the registry,
     finding and checking the key, building the signature object) cost as much as the Ed25519
@@ -134,13 +135,15 @@ def _serialize(kid: str, typ: str, claims: dict, private_key: OKPKey) -> str:
     encoded once (:func:`_header_segment`), the key checked when it is read
     (:func:`_private_key`), and joserfc's EdDSA signs. A test holds the output to joserfc's.
     """
-    signing_input = _header_segment(kid, typ) + b"." + urlsafe_b64encode(canonical_json(claims))
+    payload = claims if isinstance(claims, bytes) else canonical_json(claims)
+    signing_input = _header_segment(kid, typ) + b"." + urlsafe_b64encode(payload)
     return (signing_input + b"." + urlsafe_b64encode(_EDDSA.sign(signing_input, private_key))
             ).decode("ascii")
 
 
-def sign(session: Session, claims: dict, typ: str, *, create_key: bool = True) -> str:
-    """Sign ``claims`` with the current key as a JWS compact token of kind ``typ``.
+def sign(session: Session, claims: dict | bytes, typ: str, *, create_key: bool = True) -> str:
+    """Sign ``claims`` (a dict, or its :func:`canonical_json` as bytes) with the current key as
+    a JWS compact token of kind ``typ``.
 
     With ``create_key=False``, raises NoSigningKey rather than create the first key.
     """
@@ -159,7 +162,7 @@ _signers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CREATED = "consent_keys_created"
 
 
-def sign_cached(engine, claims: dict, typ: str) -> str | None:
+def sign_cached(engine, claims: dict | bytes, typ: str) -> str | None:
     """Sign ``claims`` as :func:`sign` does if this process read ``engine``'s current key less
     than SIGNER_TTL ago; None if it must be read again (then call :func:`sign`).
 

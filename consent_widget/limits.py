@@ -146,6 +146,12 @@ class Budget:
     items: tuple[RateLimitItem, ...]
     key: Callable[[], str]
 
+    @functools.cached_property
+    def windows(self) -> tuple[tuple[RateLimitItem, int, str], ...]:
+        """Each limit with its window in seconds and the end of its counters' keys."""
+        return tuple((item, item.get_expiry(), f"{item.amount}/{item.get_expiry()}")
+                     for item in self.items)
+
 
 class Spent(NamedTuple):
     """Where a request stands in the tightest limit it was counted against (a named tuple:
@@ -178,13 +184,15 @@ def _count(budgets: tuple[Budget, ...]) -> None:
     """Count this request against each limit of ``budgets``, in order; raise
     :class:`RateLimited` at the first it goes past, counting no further.
 
-    The tightest limit (fewest requests left) is kept on ``g`` for the headers.
+    The tightest limit (fewest requests left) is kept on ``g`` for the headers. The counters'
+    keys are those :func:`hit` makes, from each limit's window worked out once.
     """
+    tally = current_app.extensions[_COUNTERS].hit
     tightest = None
     for budget in budgets:
         key = budget.key()
-        for item in budget.items:
-            count, reset_at = hit(budget.scope, key, item)
+        for item, window, suffix in budget.windows:
+            count, reset_at = tally(f"{PREFIX}:{budget.scope}:{key}:{suffix}", window)
             spent = Spent(item, item.amount - count, reset_at)
             if tightest is None or spent.remaining < tightest.remaining:
                 tightest = spent

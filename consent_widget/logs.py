@@ -166,10 +166,18 @@ def request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+def request_started() -> float | None:
+    """When this request began, by ``time.perf_counter()``, as the app's first hook noted it;
+    None for a request refused before that hook ran. The access line's duration and the
+    request metrics' both count from here."""
+    return g.get("request_started")
+
+
 def _start_request() -> None:
+    context = g._get_current_object()
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
-    g.request_started = time.perf_counter()
+    context.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
+    context.request_started = time.perf_counter()
 
 
 def _plain_stderr(logger: logging.Logger) -> StderrHandler | None:
@@ -236,7 +244,9 @@ def _finish_request(response):
     request_id = context.get("request_id")
     if request_id is None:
         request_id = context.request_id = new_request_id()
-    response.headers[REQUEST_ID_HEADER] = request_id
+    # Added, not set: no other part of the app writes this header, and setting one looks for
+    # an earlier value to replace.
+    response.headers.add(REQUEST_ID_HEADER, request_id)
     started = context.get("request_started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
     served = request._get_current_object()

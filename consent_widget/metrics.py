@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import case, event, func, select
 from sqlalchemy.orm import Session
 
-from . import db
+from . import db, logs
 from .models import OutboxMessage, utcnow
 from .outbox import DEAD, PENDING, SENDERS
 
@@ -81,10 +81,6 @@ event.listen(Session, "after_transaction_end", _after_transaction_end)
 
 # --- requests and decisions ----------------------------------------------------------------------
 
-def _start_timer() -> None:
-    request.environ["consent_metrics.started"] = time.perf_counter()
-
-
 #: (endpoint, method, status) -> the request counter's and duration histogram's children for
 #: them. ``labels()`` checks and looks up its labels under a lock on every call, which cost more
 #: than counting; the children never change once made. Bounded: methods are the client's.
@@ -109,7 +105,7 @@ def _count_request(response):
     requests, duration = _request_children(served.endpoint or "(no route)", served.method,
                                            response.status_code)
     requests.inc()
-    started = served.environ.get("consent_metrics.started")
+    started = logs.request_started()  # a hook of its own to note the time cost more than this
     if started is not None:
         duration.observe(time.perf_counter() - started)
     return response
@@ -197,7 +193,7 @@ def scrape():
 
 
 def init_app(app) -> None:
-    """Count every request and serve ``/metrics``."""
-    app.before_request(_start_timer)
+    """Count every request (its duration from the start :mod:`consent_widget.logs` notes: call
+    after ``logs.init_app``) and serve ``/metrics``."""
     app.after_request(_count_request)
     app.register_blueprint(bp)

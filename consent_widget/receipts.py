@@ -78,11 +78,12 @@ def decision_claims(claims: dict, now: datetime | None = None) -> dict:
     issued = int(now.timestamp()) if now is not None else int(time.time())
     body = {name: value for name, value in claims.items()
             if not (name in _REGISTERED_CLAIMS and value is None)}
-    body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"], jti=_new_jti())
+    body.update(iat=issued, exp=issued + current_app.config["DECISION_TTL"], jti=new_jti())
     return body
 
 
-def _new_jti() -> str:
+def new_jti() -> str:
+    """A new token id (``jti``): a random version 4 UUID's text, from the system's generator."""
     # A random (version 4) UUID's text, as str(uuid.uuid4()) writes it, without building the
     # UUID object: every check signs one.
     value = bytearray(os.urandom(16))

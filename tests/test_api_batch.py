@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,7 @@ import pytest
 from flask import jsonify
 from sqlalchemy import select, update
 
-from consent_widget import api, batch, db, emails, keys, state
+from consent_widget import api, batch, db, emails, keys, receipts, state
 from consent_widget.emails import InvalidEmail, normalise
 from consent_widget.models import ConsentState, Subject, utcnow
 from conftest import run_json
@@ -340,3 +341,27 @@ def test_a_single_answer_is_the_body_jsonify_makes_of_it(app):
                 expected = jsonify(dict(api._answer(view, purpose, network), decision=decision))
                 assert api._answer_body(view, purpose, network, decision) \
                     == expected.get_data(as_text=True)
+
+
+def test_a_single_decision_is_signed_over_the_claims_json_decision_claims_makes(app):
+    """The check writes its decision's claims straight from the view; they must be the very
+    bytes the generic path (a dict through receipts.decision_claims and canonical_json) makes,
+    or a verifier would see claims that differ from what the check says it signed."""
+    given_at = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=timezone.utc)
+    views = [state.UNKNOWN, state.StateView("unknown", "sub_a"),
+             state.StateView("given", "sub_b", "rcp-1", given_at, 3),
+             state.StateView("withdrawn", "sub_d", "rcp-3"),
+             state.StateView("given", 'sub_"\\\n\u00e9\u2028\x00', "\U0001f600", given_at, 0)]
+    asked = [("email_sha256", "ab" * 32), ("subject_id_asked", 'sub_"\u00e9')]
+    with app.app_context():
+        for view, (name, value), (purpose, network), (iss, aud) in itertools.product(
+                views, asked, (("social_matching", "facebook"), ("newsletter", "")),
+                (("https://consent.example", "cw_client"), (None, None))):
+            claims = {name: value, **api._answer(view, purpose, network), "iss": iss,
+                      "aud": aud, "sub": view.subject_id, "campaign": "demo\u00e9"}
+            expected = receipts.decision_claims(claims)
+            written = api._decision_payload(
+                view, purpose, network, (name, value), iss=iss, aud=aud,
+                campaign="demo\u00e9", iat=expected["iat"], exp=expected["exp"],
+                jti=expected["jti"])
+            assert written == keys.canonical_json(expected), (view, name, purpose, iss)

@@ -539,8 +539,8 @@ def test_the_requests_a_receipt_names_are_found_by_signup_not_by_scanning_the_le
 
 def test_decision_ids_are_random_uuids_as_uuid4_writes_them():
     import uuid
-    from consent_widget.receipts import _new_jti
-    ids = [_new_jti() for _ in range(500)]
+    from consent_widget.receipts import new_jti
+    ids = [new_jti() for _ in range(500)]
     assert len(set(ids)) == 500
     for jti in ids:
         parsed = uuid.UUID(jti)
