@@ -264,6 +264,10 @@ def _same(value):
     return value
 
 
+#: A parameter not given (None is a value).
+_MISSING = object()
+
+
 class _DriverStatement:
     """A statement compiled once for a dialect, run on the driver's own cursor: a read, or a
     write (INSERT or UPDATE, with or without RETURNING) of a given set of columns."""
@@ -295,6 +299,10 @@ class _DriverStatement:
                 raise ValueError(f"{column} has a default SQLAlchemy must work out: give it")
         self.defaults = {name: self.bind_processors.get(name, _same)(value)
                          for name, value in written.items()}
+        # A positional statement's parameters in order, each with its type's conversion: the
+        # driver's tuple made in one pass, without the dicts of the general case.
+        self.plan = tuple((name, self.bind_processors.get(name)) for name in self.names) \
+            if self.names is not None else None
         columns = (compiled.returning or []) if statement.is_dml else statement.selected_columns
         self.returns = bool(columns)
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -334,6 +342,11 @@ class _DriverStatement:
         if self.per_row_defaults:
             params = {**{name: make(None) for name, make in self.per_row_defaults.items()},
                       **params}
+        if self.plan is not None:
+            defaults = self.defaults
+            return tuple([(value if process is None else process(value))
+                          if (value := params.get(name, _MISSING)) is not _MISSING
+                          else defaults[name] for name, process in self.plan])
         given = {name: self.bind_processors.get(name, _same)(value)
                  for name, value in params.items()} if self.bind_processors else params
         params = {**self.defaults, **given} if self.defaults else given
@@ -423,13 +436,14 @@ def driver_write(connection: Connection, statement, params: dict | list[dict]) -
 
 def close_session(_exc=None) -> None:
     """Close the context's session and connections; an unfinished transaction is rolled back."""
-    db_session = g.pop("db_session", None)
+    context = g._get_current_object()
+    db_session = context.pop("db_session", None)
     if db_session is not None:
         db_session.close()
-    db_connection = g.pop("db_connection", None)
+    db_connection = context.pop("db_connection", None)
     if db_connection is not None:
         db_connection.close()
-    db_reader = g.pop("db_reader", None)
+    db_reader = context.pop("db_reader", None)
     if db_reader is not None:
         db_reader.connection.close()
 
