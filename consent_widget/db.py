@@ -10,6 +10,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import weakref
 from collections import namedtuple
 from contextlib import contextmanager
 from typing import Iterator
@@ -235,29 +236,95 @@ def connection() -> Connection:
 class Reader:
     """A connection of the engine's pool as the driver gives it, with the engine's dialect: what
     :func:`driver_rows` needs to run a statement, and nothing that SQLAlchemy's
-    :class:`Connection` would add around it."""
+    :class:`Connection` would add around it. ``home`` is the registry of a reader that is a
+    thread's own for its life (see :func:`reader`), None for one of the pool's that goes back
+    at the end of the context."""
 
-    __slots__ = ("connection", "dialect")
+    __slots__ = ("connection", "dialect", "home")
 
-    def __init__(self, connection, dialect):
+    def __init__(self, connection, dialect, home: dict | None = None):
         self.connection = connection
         self.dialect = dialect
+        self.home = home
+
+    def discard(self) -> None:
+        """Close a thread's reader whose driver failed: the thread opens a new one when next
+        asked, rather than keep a connection in an unknown state."""
+        if self.home is not None:
+            for thread, found in list(self.home.items()):
+                if found is self:
+                    self.home.pop(thread, None)
+        # The driver's connection is closed as it is: a detached one has no pool to go back
+        # to, and the reset on the way there would fail on a broken connection.
+        try:
+            self.connection.dbapi_connection.close()
+        except Exception:  # a connection that failed may fail to close too: it is dropped
+            pass
+
+
+#: engine -> {thread id: that thread's reader}, on SQLite (see :func:`reader`); an engine's
+#: readers go with it.
+_HELD_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Readers a forked child inherited: kept, never used or closed (SQLite forbids carrying a
+#: connection across fork, and closing one could disturb the parent's locks).
+_INHERITED: list = []
+
+
+def _after_fork() -> None:
+    _INHERITED.append(dict(_HELD_READERS))
+    _HELD_READERS.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def reader() -> Reader:
-    """A pooled driver connection of the current app context for the hot path's reads (the
-    bearer token, its client, a single consent check), each through :func:`driver_rows`.
+    """A driver connection for the hot path's reads in the current app context (the bearer
+    token, its client, a single consent check), each through :func:`driver_rows`.
 
     Those reads need no SQLAlchemy :class:`Connection`: making one and closing it cost twice
     what checking a connection out of the pool and back in does, on every check. As with
     :func:`connection`, no transaction is begun here: on SQLite each read is a snapshot of its
     own, PostgreSQL's driver begins one itself, and the pool rolls it back on return.
+
+    On SQLite, each thread keeps one such connection for as long as the engine lives, detached
+    from the pool: its connection runs in autocommit (transactions are begun explicitly, and
+    only for sessions), so a read on it holds nothing between requests and sees every commit,
+    and the pool's checkout and return were a tenth of a check's work. A reader whose driver
+    fails is closed (:meth:`Reader.discard`). On PostgreSQL, whose driver begins a transaction
+    at the first read, the reader is the pool's and goes back at the end of the context.
     """
     found = g.get("db_reader")
     if found is None:
         bound = engine()
-        found = g.db_reader = Reader(bound.raw_connection(), bound.dialect)
+        if bound.dialect.name == "sqlite":
+            found = _held_reader(bound)
+        else:
+            found = Reader(bound.raw_connection(), bound.dialect)
+        g.db_reader = found
     return found
+
+
+def _held_reader(bound: Engine) -> Reader:
+    """This thread's reader of ``bound``, opened on first use."""
+    readers = _HELD_READERS.get(bound)
+    if readers is None:
+        readers = _HELD_READERS.setdefault(bound, {})
+        # A disposed engine's connections are closed and the next ones opened afresh (after
+        # the database file was replaced, say): its readers too.
+        event.listen(bound, "engine_disposed", _close_readers)
+    thread = threading.get_ident()
+    found = readers.get(thread)
+    if found is None:
+        connection = bound.raw_connection()
+        connection.detach()  # the thread's own from now on: closing it closes it
+        found = readers[thread] = Reader(connection, bound.dialect, readers)
+    return found
+
+
+def _close_readers(bound: Engine) -> None:
+    for found in list(_HELD_READERS.pop(bound, {}).values()):
+        found.discard()
 
 
 def _same(value):
@@ -315,17 +382,24 @@ class _DriverStatement:
         """The statement's rows for ``params``, converted as SQLAlchemy would convert them."""
         bound = self._bound(params)
         driver_error = connection.dialect.loaded_dbapi.Error
-        cursor = connection.connection.cursor()
+        cursor = None
         try:
+            cursor = connection.connection.cursor()
             cursor.execute(self.sql, bound)
             fetched = cursor.fetchall() if self.returns else []
         except driver_error as exc:
+            try:
+                if cursor is not None:
+                    cursor.close()
+            except driver_error:  # the connection is gone: so is its cursor
+                pass
+            if getattr(connection, "home", None) is not None:
+                connection.discard()
             # Raised as SQLAlchemy would raise it, so the app's handlers (a value the database
             # cannot store is a 400) see it as they see every other statement's.
             raise DBAPIError.instance(self.sql, bound, exc, driver_error,
                                       dialect=connection.dialect) from exc
-        finally:
-            cursor.close()
+        cursor.close()
         return self._made(fetched)
 
     def _made(self, fetched: list) -> list:
@@ -444,7 +518,7 @@ def close_session(_exc=None) -> None:
     if db_connection is not None:
         db_connection.close()
     db_reader = context.pop("db_reader", None)
-    if db_reader is not None:
+    if db_reader is not None and db_reader.home is None:  # a thread's own reader stays open
         db_reader.connection.close()
 
 
