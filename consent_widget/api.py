@@ -39,14 +39,13 @@ MAX_EVENTS_PAGE = 1000
 _MAX_CURSOR_DIGITS = 18
 
 
-@bp.before_app_request
+@bp.before_request
 def _reads_only() -> None:
     # Every API call reads the state; none writes but the first decision ever signed (it creates
-    # the signing key), so checks run side by side instead of one at a time on SQLite. An app
-    # hook registered with the blueprint, not a blueprint hook: it must run before the rate
-    # limiter's, whose token lookup would otherwise open the request's transaction as a write.
-    if request.blueprint == bp.name:
-        db.read_only()
+    # the signing key), so checks run side by side instead of one at a time on SQLite. Hooks
+    # run before the views, and so before the rate limit that wraps each view and reads the
+    # token's client.
+    db.read_only()
 
 
 def _signed(claims: dict | bytes, typ: str) -> str:

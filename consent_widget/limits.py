@@ -147,17 +147,20 @@ class Budget:
     key: Callable[[], str]
 
     @functools.cached_property
-    def windows(self) -> tuple[tuple[RateLimitItem, int, str], ...]:
-        """Each limit with its window in seconds and the end of its counters' keys."""
-        return tuple((item, item.get_expiry(), f"{item.amount}/{item.get_expiry()}")
+    def windows(self) -> tuple[tuple[RateLimitItem, int, str, tuple[str, str]], ...]:
+        """Each limit with its window in seconds, the end of its counters' keys, and its
+        ``RateLimit-Limit`` and ``RateLimit-Policy`` values, which never change."""
+        return tuple((item, item.get_expiry(), f"{item.amount}/{item.get_expiry()}",
+                      (str(item.amount), f"{item.amount};w={item.get_expiry()}"))
                      for item in self.items)
 
 
 class Spent(NamedTuple):
     """Where a request stands in the tightest limit it was counted against (a named tuple:
-    one is made per limit and request)."""
+    one is made per limit and request): the limit's fixed header values (``RateLimit-Limit``,
+    ``RateLimit-Policy``), the requests left, and when its window ends."""
 
-    item: RateLimitItem
+    fixed: tuple[str, str]
     remaining: int
     reset_at: float
 
@@ -191,9 +194,9 @@ def _count(budgets: tuple[Budget, ...]) -> None:
     tightest = None
     for budget in budgets:
         key = budget.key()
-        for item, window, suffix in budget.windows:
+        for item, window, suffix, fixed in budget.windows:
             count, reset_at = tally(f"{PREFIX}:{budget.scope}:{key}:{suffix}", window)
-            spent = Spent(item, item.amount - count, reset_at)
+            spent = Spent(fixed, item.amount - count, reset_at)
             if tightest is None or spent.remaining < tightest.remaining:
                 tightest = spent
             if spent.breached:
@@ -230,12 +233,6 @@ def _too_many_requests(exc: RateLimited):
     return response
 
 
-@functools.lru_cache(maxsize=64)
-def _fixed_headers(item: RateLimitItem) -> tuple[str, str]:
-    # A limit's RateLimit-Limit and RateLimit-Policy never change: made once per limit.
-    return str(item.amount), f"{item.amount};w={item.get_expiry()}"
-
-
 def _ratelimit_headers(response):
     """Add the IETF rate-limit headers of the tightest limit counted for this request."""
     spent = g.get("rate_limit")
@@ -244,7 +241,7 @@ def _ratelimit_headers(response):
     reset, remaining = _seconds_to_reset(spent), max(0, spent.remaining)
     if spent.breached:
         reset = max(1, reset)
-    limit, policy = _fixed_headers(spent.item)
+    limit, policy = spent.fixed
     # Added, not set: no other part of the app writes these headers, and setting one looks
     # for an earlier value to replace.
     add = response.headers.add
