@@ -18,7 +18,7 @@ from typing import Iterator
 from flask import current_app, g, has_app_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import BadRequest
 
@@ -353,7 +353,7 @@ class _DriverStatement:
         # function such as ``utcnow`` on each execution) as SQLAlchemy's execution would.
         given = set(column_keys or ())
         written = {name: value for name, value in compiled.params.items()
-                   if value is not None and name not in given}
+                   if name not in given and not compiled.binds[name].required}
         self.per_row_defaults = {}
         for column in (*getattr(compiled, "insert_prefetch", ()),
                        *getattr(compiled, "update_prefetch", ())):
@@ -380,7 +380,7 @@ class _DriverStatement:
 
     def rows(self, connection: Connection | Reader, params: dict) -> list:
         """The statement's rows for ``params``, converted as SQLAlchemy would convert them."""
-        bound = self._bound(params)
+        bound = self._checked_bound(params)
         driver_error = connection.dialect.loaded_dbapi.Error
         cursor = None
         try:
@@ -411,6 +411,14 @@ class _DriverStatement:
                       for process, value in zip(processors, values)]) for values in fetched]
 
 
+    def _checked_bound(self, params: dict):
+        """:meth:`_bound`, a parameter missing or of a type its column cannot convert raised as
+        SQLAlchemy raises it (:class:`StatementError`), before anything is sent."""
+        try:
+            return self._bound(params)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StatementError(f"{type(exc).__name__}: {exc}", self.sql, params, exc) from exc
+
     def _bound(self, params: dict):
         """``params`` converted for the driver, with the statement's own values and defaults."""
         if self.per_row_defaults:
@@ -440,9 +448,9 @@ class _DriverStatement:
         fetched = []
         try:
             if not self.returns:
-                cursor.executemany(self.sql, [self._bound(params) for params in many])
+                cursor.executemany(self.sql, [self._checked_bound(params) for params in many])
                 return []
-            cursor.executemany(self.sql, [self._bound(params) for params in many],
+            cursor.executemany(self.sql, [self._checked_bound(params) for params in many],
                                returning=True)
             while True:
                 fetched.extend(cursor.fetchall())

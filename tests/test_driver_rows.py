@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from consent_widget import db, oauth, state
 from consent_widget.emails import lookup_hmac, lookup_key, normalise
@@ -160,9 +160,53 @@ def test_a_failed_write_raises_sqlalchemys_error_and_its_transaction_keeps_nothi
 
 def test_parameter_sets_of_one_write_must_give_the_same_columns(app, campaign):
     with app.app_context():
-        with db.transaction() as session, pytest.raises(ValueError, match="same columns"):
+        with pytest.raises(ValueError, match="same columns"), db.transaction() as session:
+            db.driver_write(session.connection(), INSERT_OUTBOX, OUTBOX_ROW)
             db.driver_write(session.connection(), INSERT_OUTBOX, [
                 {"kind": "email", "recipient": "a@example.test", "payload": "1"},
                 {"kind": "email", "recipient": "b@example.test", "payload": "2",
                  "attempts": 3}])
+        # Refused before anything was sent, and the transaction's earlier write rolled back.
         assert db.session().scalars(select(OutboxMessage)).all() == []
+
+
+OUTBOX_ROW = {"kind": "email", "recipient": "a@example.test", "payload": "x"}
+#: None written in the statement itself, and a value of the statement over a column's default.
+INSERT_WITH_NONE = insert(OUTBOX).values(last_status=None, last_error="set").returning(
+    OUTBOX.c.id)
+UPDATE_TO_NONE = (update(OUTBOX).where(OUTBOX.c.id == bindparam("message"))
+                  .values(last_status=None, claimed_until=None))
+
+
+def _stored(message_id):
+    row = db.session().execute(select(OUTBOX).where(OUTBOX.c.id == message_id)).one()
+    return {name: value for name, value in row._mapping.items()
+            if name not in ("id", "created_at", "next_attempt_at")}
+
+
+def test_none_written_in_the_statement_is_stored_as_sqlalchemy_stores_it(app, campaign):
+    with app.app_context():
+        with db.transaction() as session:
+            ours = db.driver_write(session.connection(), INSERT_WITH_NONE, OUTBOX_ROW)[0].id
+            theirs = session.execute(INSERT_WITH_NONE, OUTBOX_ROW).scalar_one()
+        assert _stored(ours) == _stored(theirs)
+        assert _stored(ours)["last_status"] is None and _stored(ours)["last_error"] == "set"
+        with db.transaction() as session:
+            session.execute(update(OUTBOX).values(last_status=500, claimed_until=utcnow()))
+            db.driver_write(session.connection(), UPDATE_TO_NONE, {"message": ours})
+            session.execute(UPDATE_TO_NONE, {"message": theirs})
+        assert _stored(ours) == _stored(theirs)
+        assert _stored(ours)["last_status"] is None and _stored(ours)["claimed_until"] is None
+
+
+def test_a_missing_or_unconvertible_parameter_is_sqlalchemys_error_and_nothing_is_written(
+        app, campaign):
+    with app.app_context():
+        for params in ({"kind": "email", "recipient": "a@example.test"},  # no payload
+                       dict(OUTBOX_ROW, next_attempt_at="not a datetime")):
+            with pytest.raises(StatementError), db.transaction() as session:
+                db.driver_write(session.connection(), INSERT_OUTBOX, OUTBOX_ROW)
+                db.driver_write(session.connection(), INSERT_OUTBOX, params)
+            assert db.session().scalars(select(OutboxMessage)).all() == []
+        with pytest.raises(StatementError):
+            db.driver_rows(db.reader(), state._STATEMENTS["email_hmacs", "one"], {"keys": "x"})
