@@ -465,7 +465,9 @@ class _DriverStatement:
 
 
 #: (statement, dialect, driver[, columns written]) -> its compiled form; a few statements,
-#: each compiled once.
+#: each compiled once. Keyed by the statement object: statements given to driver_rows and
+#: driver_write are module-level constants, built once; one built on each call would be
+#: compiled and kept on each call.
 _driver_statements: dict[tuple, _DriverStatement] = {}
 
 
@@ -477,7 +479,8 @@ def driver_rows(connection: Connection | Reader, statement, params: dict | None 
     SQLAlchemy's execution of a statement (its cache key, execution context and result object)
     costs ten times what SQLite takes to answer an indexed read; here the statement is compiled once
     for the dialect, and each execution is the driver's alone. Its parameters are given by
-    name, and may not be expanding ``IN`` lists.
+    name, and may not be expanding ``IN`` lists. ``statement`` must be built once, at module
+    level: compiled forms are kept by statement object.
     """
     dialect = connection.dialect
     key = (statement, dialect.name, dialect.driver)
@@ -498,7 +501,8 @@ def driver_write(connection: Connection, statement, params: dict | list[dict]) -
     :func:`driver_rows`, the statement is compiled once per dialect (and per set of columns
     given), values are converted by the columns' types, and columns left out take their
     defaults. Parameter sets of one call give the same columns. SQLAlchemy's statement events
-    do not see these statements; nothing here uses them.
+    do not see these statements; nothing here uses them. As for :func:`driver_rows`,
+    ``statement`` is built once, at module level.
     """
     many = params if isinstance(params, list) else [params]
     if not many:

@@ -274,22 +274,25 @@ def _digest(path: str, mtime_ns: int) -> str:
         return hashlib.sha256(handle.read()).hexdigest()[:12]
 
 
-#: (script root, asset) -> its versioned URL, outside debug: every page names two assets, and
-#: an asset changes only with a new release, which restarts the processes.
-_asset_urls: dict[tuple[str, str], str] = {}
+#: The app's (script root, asset) -> versioned URL, outside debug: every page names two assets,
+#: and an asset changes only with a new release, which restarts the processes. Kept per app,
+#: whose URL rules make the URL.
+_ASSET_URLS = "consent_widget_asset_urls"
 
 
 @bp.app_template_global()
 def asset_url(filename: str) -> str:
     """The URL of a widget asset, versioned by its content so caches never serve a stale one."""
+    app = current_app._get_current_object()
+    known = app.extensions.setdefault(_ASSET_URLS, {})
     key = (request.script_root, filename)
-    found = _asset_urls.get(key)
-    if found is None or current_app.debug:  # in debug, an edited asset shows at once
+    found = known.get(key)
+    if found is None or app.debug:  # in debug, an edited asset shows at once
         path = os.path.join(STATIC_DIR, filename)
         found = url_for("widget.static", filename=filename,
                         v=_digest(path, os.stat(path).st_mtime_ns))
-        if not current_app.debug:
-            _asset_urls[key] = found
+        if not app.debug:
+            known[key] = found
     return found
 
 

@@ -85,7 +85,12 @@ def test_a_driver_error_comes_as_sqlalchemys_so_the_apps_handlers_see_it(app):
 # --- db.driver_write: the signup's writes ------------------------------------------------------
 
 OUTBOX = OutboxMessage.__table__
+# Built once, as driver statements are (their compiled forms are kept by statement).
 INSERT_OUTBOX = insert(OUTBOX).returning(OUTBOX.c.id, OUTBOX.c.created_at)
+UPDATE_OUTBOX = update(OUTBOX).where(OUTBOX.c.id == bindparam("message"))
+INSERT_SUBJECT = insert(Subject.__table__)
+INSERT_SUBJECT_RETURNING_ID = insert(Subject.__table__).returning(Subject.__table__.c.id)
+INSERT_SIGNUP = insert(Signup.__table__)
 
 
 def test_a_write_stores_what_sqlalchemys_execution_stores_defaults_included(app, campaign):
@@ -119,8 +124,7 @@ def test_a_write_of_many_rows_returns_each_rows_values_in_order(app, campaign):
             returned = db.driver_write(session.connection(), INSERT_OUTBOX, rows)
             ids = [row.id for row in returned]
             # Many rows without RETURNING: one execution of the driver's, each row changed.
-            db.driver_write(session.connection(),
-                            update(OUTBOX).where(OUTBOX.c.id == bindparam("message")),
+            db.driver_write(session.connection(), UPDATE_OUTBOX,
                             [{"message": message, "attempts": 10 + i}
                              for i, message in enumerate(ids)])
         stored = db.session().execute(select(OutboxMessage.id, OutboxMessage.payload,
@@ -135,10 +139,10 @@ def test_json_columns_are_written_as_sqlalchemy_writes_them(app, campaign):
     with app.app_context():
         with db.transaction() as session:
             [(subject_id,)] = db.driver_write(
-                session.connection(), insert(Subject.__table__).returning(Subject.__table__.c.id),
+                session.connection(), INSERT_SUBJECT_RETURNING_ID,
                 {"campaign_id": campaign.id, "public_id": "sub_driver", "email_hmac": "a" * 64,
                  "email": "ana@example.test"})
-            db.driver_write(session.connection(), insert(Signup.__table__), {
+            db.driver_write(session.connection(), INSERT_SIGNUP, {
                 "public_id": "sgn_driver", "campaign_id": campaign.id, "subject_id": subject_id,
                 "choices": choices, "offered": {}, "locale": "fr"})
         signup = db.session().scalars(select(Signup)).one()
@@ -149,7 +153,7 @@ def test_json_columns_are_written_as_sqlalchemy_writes_them(app, campaign):
 def test_a_failed_write_raises_sqlalchemys_error_and_its_transaction_keeps_nothing(app, campaign):
     subject = {"campaign_id": campaign.id, "public_id": "sub_twice", "email_hmac": "b" * 64,
                "email": "bruno@example.test"}
-    statement = insert(Subject.__table__)
+    statement = INSERT_SUBJECT
     with app.app_context():
         with pytest.raises(IntegrityError):
             with db.transaction() as session:

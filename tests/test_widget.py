@@ -250,6 +250,8 @@ def test_asset_urls_carry_the_files_digest_and_follow_an_edit_in_debug(app, clie
         content = shipped.read()
     assert css_url() == css_url() == \
         "/w/_static/widget.css?v=" + hashlib.sha256(content).hexdigest()[:12]
+    # Kept by this app, whose URL rules made it, not by the process for every app.
+    assert app.extensions[widget._ASSET_URLS][("", "widget.css")] == css_url()
     # An asset edited while the app runs in debug is named by its new digest at once.
     (tmp_path / "widget.css").write_bytes(content + b"\n/* edited */\n")
     (tmp_path / "widget.js").write_bytes(b"")
