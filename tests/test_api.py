@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 import threading
 from datetime import timedelta
@@ -243,6 +244,30 @@ def test_non_json_and_oversized_bodies_are_refused(client, token):
                        headers=headers).status_code == 400
     big = {"email": "a@example.test", "purpose": "newsletter", "pad": "x" * 20000}
     assert client.post("/api/v1/consents/check", json=big, headers=headers).status_code == 413
+
+
+@pytest.mark.parametrize("content_type, body, status", [
+    # JSON as werkzeug's is_json names it: parameters and case aside, or any application/*+json.
+    ("application/json; charset=utf-8", None, 200),
+    ("Application/JSON", None, 200),
+    ("application/merge-patch+json", None, 200),
+    ("text/json", None, 415),
+    ("application/jsonp", None, 415),
+    ("", None, 415),
+    # Bytes that are not UTF-8 JSON, or JSON that is not an object: a clear 400.
+    ("application/json", b"\xff\xfe{\x00", 400),
+    ("application/json", b'"a string"', 400),
+    ("application/json", b"[" * 5000 + b"]" * 5000, 400),  # deeper than the parser goes
+])
+def test_the_check_reads_json_bodies_as_werkzeug_names_them(client, token, content_type, body,
+                                                            status):
+    question = json.dumps({"email": "a@example.test", "purpose": "newsletter"}).encode()
+    response = client.post("/api/v1/consents/check", data=question if body is None else body,
+                           content_type=content_type,
+                           headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == status, response.json
+    if status != 200:
+        assert response.json["error"] in ("unsupported_media_type", "invalid_json")
 
 
 def test_wrong_method_and_unknown_route_are_json_4xx(client, token):
