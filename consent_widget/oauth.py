@@ -280,7 +280,9 @@ def bearer_digest() -> str | None:
     or None without a plausible one; worked out once per request, for the rate limit's key and
     the cached token alike."""
     if "bearer_digest" not in g:
-        scheme, _sp, token_string = request.headers.get("Authorization", "").partition(" ")
+        # The header straight from the WSGI environ, where werkzeug's headers object reads it,
+        # without making that object on every check.
+        scheme, _sp, token_string = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         g.bearer_digest = _sha256(token_string) \
             if scheme.lower() == "bearer" and 0 < len(token_string) <= 200 else None
     return g.bearer_digest
