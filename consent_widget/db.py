@@ -6,6 +6,7 @@ each one starts the moment the previous one commits.
 """
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import sqlite3
@@ -331,6 +332,9 @@ def _same(value):
     return value
 
 
+#: How many sizes of a read's IN lists are kept compiled, per statement.
+MAX_IN_SIZES = 16
+
 #: A parameter not given (None is a value).
 _MISSING = object()
 
@@ -341,8 +345,13 @@ class _DriverStatement:
 
     def __init__(self, statement, dialect, column_keys: tuple | None = None):
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
-        if any(bind.expanding for bind in compiled.binds.values()):
-            raise ValueError("an IN list is expanded on every execution: use the connection")
+        # An expanding IN list renders a parameter per element: the statement is then made
+        # once per number of elements (see :meth:`_sized`), and this one is their template.
+        self.expanding = tuple(name for name, bind in compiled.binds.items() if bind.expanding)
+        if self.expanding and statement.is_dml:
+            raise ValueError("a write with an IN list runs on the connection")
+        self._compiled = compiled if self.expanding else None
+        self._sizes: dict[tuple, _DriverStatement] = {}
         self.sql = compiled.string
         self.names = tuple(compiled.positiontup) if compiled.positional else None
         self.bind_processors = {
@@ -380,6 +389,9 @@ class _DriverStatement:
 
     def rows(self, connection: Connection | Reader, params: dict) -> list:
         """The statement's rows for ``params``, converted as SQLAlchemy would convert them."""
+        if self.expanding:
+            sized, params = self._sized(params)
+            return sized.rows(connection, params)
         bound = self._checked_bound(params)
         driver_error = connection.dialect.loaded_dbapi.Error
         cursor = None
@@ -410,6 +422,40 @@ class _DriverStatement:
         return [make([value if process is None else process(value)
                       for process, value in zip(processors, values)]) for values in fetched]
 
+
+    def _sized(self, params: dict) -> tuple[_DriverStatement, dict]:
+        """The statement for as many elements as ``params``' IN lists have, made as SQLAlchemy
+        expands it (one parameter per element, ``name_1``, ``name_2``...), and ``params``
+        with each list spread onto those names."""
+        try:
+            lists = {name: list(params[name]) for name in self.expanding}
+        except (KeyError, TypeError) as exc:
+            raise StatementError(f"{type(exc).__name__}: {exc}", self.sql, params, exc) from exc
+        sizes = tuple(len(values) for values in lists.values())
+        sized = self._sizes.get(sizes)
+        if sized is None:
+            expanded = self._compiled.construct_expanded_state({**params, **lists})
+            sized = copy.copy(self)
+            sized.expanding, sized._compiled, sized._sizes = (), None, {}
+            sized.sql = expanded.statement
+            sized.names = tuple(expanded.positiontup) if self.names is not None else None
+            spread = [f"{name}_{number}" for name, values in lists.items()
+                      for number in range(1, len(values) + 1)]
+            if not set(spread) <= set(expanded.parameters):
+                raise ValueError(f"unexpected expansion of {', '.join(self.expanding)}")
+            sized.bind_processors = {
+                name: processor for name, processor in
+                {**self.bind_processors, **expanded.processors}.items()
+                if name not in self.expanding}
+            sized.plan = tuple((name, sized.bind_processors.get(name)) for name in sized.names) \
+                if sized.names is not None else None
+            if len(self._sizes) < MAX_IN_SIZES:  # a few sizes are kept; others made each time
+                self._sizes[sizes] = sized
+        spread = {name: value for name, value in params.items() if name not in lists}
+        for name, values in lists.items():
+            spread.update((f"{name}_{number}", value)
+                          for number, value in enumerate(values, start=1))
+        return sized, spread
 
     def _checked_bound(self, params: dict):
         """:meth:`_bound`, a parameter missing or of a type its column cannot convert raised as
@@ -479,8 +525,9 @@ def driver_rows(connection: Connection | Reader, statement, params: dict | None 
     SQLAlchemy's execution of a statement (its cache key, execution context and result object)
     costs ten times what SQLite takes to answer an indexed read; here the statement is compiled once
     for the dialect, and each execution is the driver's alone. Its parameters are given by
-    name, and may not be expanding ``IN`` lists. ``statement`` must be built once, at module
-    level: compiled forms are kept by statement object.
+    name; an expanding ``IN`` list is rendered as SQLAlchemy renders it, once per number of
+    elements (up to :data:`MAX_IN_SIZES` of them kept). ``statement`` must be built once, at
+    module level: compiled forms are kept by statement object.
     """
     dialect = connection.dialect
     key = (statement, dialect.name, dialect.driver)

@@ -377,16 +377,18 @@ def _event_records(session: Session, campaign: Campaign, states: list[ConsentSta
     # the signup. Those of the pending events' signups are read with the events themselves.
     read = sorted({row.signup_id for row in pending_events.values()
                    if row.type == GIVEN and row.signup_id is not None})
+    # On the driver's cursor, which costs a fraction of SQLAlchemy's execution (every receipt
+    # reads these).
     if read:
-        rows = connection.execute(_EVENTS_BY_ID_OR_REQUESTS, {
-            "campaign": campaign.id, "ids": ids, "signups": read}).all()
+        rows = db.driver_rows(connection, _EVENTS_BY_ID_OR_REQUESTS, {
+            "campaign": campaign.id, "ids": ids, "signups": read})
     else:
-        rows = connection.execute(_EVENTS_BY_ID, {"campaign": campaign.id, "ids": ids}).all()
+        rows = db.driver_rows(connection, _EVENTS_BY_ID, {"campaign": campaign.id, "ids": ids})
     rows.extend(pending_events.values())
     signups = sorted({row.signup_id for row in rows
                       if row.type == GIVEN and row.signup_id is not None} - set(read))
     if signups:
-        rows.extend(connection.execute(_REQUESTS_OF_SIGNUPS, {"signups": signups}))
+        rows.extend(db.driver_rows(connection, _REQUESTS_OF_SIGNUPS, {"signups": signups}))
     by_id = {row.id: row for row in rows if row.id in expiry}
     requests = {}
     for row in rows:

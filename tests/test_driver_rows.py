@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from consent_widget import db, oauth, state
 from consent_widget.emails import lookup_hmac, lookup_key, normalise
-from consent_widget.models import OutboxMessage, Signup, Subject, utcnow
+from consent_widget.models import ConsentEvent, OutboxMessage, Signup, Subject, utcnow
 from helpers import give, withdraw
 
 
@@ -66,11 +66,53 @@ def test_values_written_in_the_statement_are_bound_too(app):
     assert rows[0].counter == 0
 
 
-def test_an_in_list_is_refused_rather_than_run_unexpanded(app):
+#: A read with an IN list, and a value written in the statement itself (``type == ...``).
+_EVENTS = ConsentEvent.__table__
+_EVENTS_BY_ID_OR_REQUESTS = select(_EVENTS.c.id, _EVENTS.c.type, _EVENTS.c.occurred_at).where(
+    or_(and_(_EVENTS.c.campaign_id == bindparam("campaign"),
+             _EVENTS.c.id.in_(bindparam("ids", expanding=True))),
+        and_(_EVENTS.c.type == "requested",
+             _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True))))
+).order_by(_EVENTS.c.id)
+
+
+def test_an_in_list_is_expanded_as_sqlalchemy_expands_it_for_each_size(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True, networks=["facebook"])
+    give(app, "demo", "bruno@example.test", networks=["facebook"])
+    with app.app_context():
+        ids = db.session().scalars(select(ConsentEvent.id).order_by(ConsentEvent.id)).all()
+        signups = db.session().scalars(select(Signup.id).order_by(Signup.id)).all()
+    assert len(ids) > 3 and len(signups) == 2
+    sizes = [(ids[:0], []), (ids[:1], []), (ids[:2], signups[:1]), (ids, signups),
+             (ids[1:3], signups[1:])]
+    # More sizes than are kept compiled: those past the limit are made on each call, alike.
+    sizes += [([ids[0]] * n, []) for n in range(3, db.MAX_IN_SIZES + 5)]
+    for wanted, of_signups in sizes:
+        params = {"campaign": campaign.id, "ids": wanted, "signups": of_signups}
+        expected, rows = both_ways(app, _EVENTS_BY_ID_OR_REQUESTS, params)
+        assert [tuple(row) for row in rows] == expected
+        assert all(isinstance(row.occurred_at, datetime) for row in rows)
+    # The first size, made again from its kept form, still gives its own rows.
+    expected, rows = both_ways(app, _EVENTS_BY_ID_OR_REQUESTS,
+                               {"campaign": campaign.id, "ids": ids[:1], "signups": []})
+    assert [tuple(row) for row in rows] == expected and [row.id for row in rows] == ids[:1]
+    # Another campaign's id gives nothing, however many are named.
+    assert both_ways(app, _EVENTS_BY_ID_OR_REQUESTS,
+                     {"campaign": campaign.id + 1, "ids": ids, "signups": []}) == ([], [])
+
+
+def test_an_in_list_that_is_missing_or_not_a_list_is_refused_before_it_is_sent(app):
+    with app.app_context():
+        for params in ({"campaign": 1, "ids": [1]}, {"campaign": 1, "ids": 1, "signups": []}):
+            with pytest.raises(StatementError):
+                db.driver_rows(db.connection(), _EVENTS_BY_ID_OR_REQUESTS, params)
+
+
+def test_a_write_with_an_in_list_is_refused(app):
+    statement = update(Signup.__table__).where(
+        Signup.__table__.c.id.in_(bindparam("ids", expanding=True))).values(locale="fr")
     with app.app_context(), pytest.raises(ValueError, match="IN list"):
-        db.driver_rows(db.connection(), state._STATEMENTS["email_hmacs", "expanding"],
-                       {"campaign_id": 1, "purpose": "newsletter", "network": "", "keys": ["a"],
-                        "now": utcnow()})
+        db.driver_write(db.session().connection(), statement, {"ids": [1]})
 
 
 def test_a_driver_error_comes_as_sqlalchemys_so_the_apps_handlers_see_it(app):
