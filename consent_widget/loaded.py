@@ -28,11 +28,19 @@ def held(session: Session, model, row_id) -> bool:
 def instance(session: Session, model, values: dict, prefix: str = ""):
     """The object of ``model`` with ``values`` (a row of :func:`columns`) as its loaded state,
     made persistent in ``session``, which must not hold it already (see :func:`held`)."""
+    obj = detached(model, values, prefix)  # as if loaded: the values are the committed ones
+    session.add(obj)
+    return obj
+
+
+def detached(model, values: dict, prefix: str = ""):
+    """The object of ``model`` with ``values`` (a row of :func:`columns`) as its loaded state,
+    detached: in no session, every column loaded, as if its session had been closed. For a
+    row read outside any session (see :func:`consent_widget.campaigns.find`)."""
     mapper = inspect(model)
     obj = mapper.class_manager.new_instance()
     obj.__dict__.update({prop.key: values[prefix + prop.key] for prop in mapper.column_attrs})
-    make_transient_to_detached(obj)  # as if loaded: the values are the committed ones
-    session.add(obj)
+    make_transient_to_detached(obj)
     return obj
 
 

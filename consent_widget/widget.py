@@ -125,8 +125,7 @@ def _cors(response) -> None:
 
 def _campaign_or_404(slug: str):
     """The campaign of the URL, which also decides the frame ancestors and default language."""
-    with db.reading() as session:
-        campaign = campaigns.by_slug(session, slug)
+    campaign = campaigns.find(slug)
     if campaign is None:
         raise NotFound(_("There is no sign-up form at this address. Please check the link."))
     g.campaign = campaign

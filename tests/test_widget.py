@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from consent_widget import db, notices, tokens
 from consent_widget.campaigns import create_campaign, update_campaign
 from consent_widget.models import Campaign, ConsentEvent, ConsentState, Notice, Signup, Subject
+from helpers import widget_form
 
 EMAIL = "ana@example.test"
 CAMPAIGN_ORIGIN = "https://marie2027.test"
@@ -558,3 +559,34 @@ def test_a_form_shown_again_with_its_errors_still_records_the_texts_first_shown(
         texts = [db.session().get(Notice, notice_id).text for notice_id in offered.values()]
     assert sorted(offered.values()) == sorted(first["t"])
     assert not any("renamed" in text for text in texts)
+
+
+def test_a_campaign_changed_by_another_instance_is_read_afresh_by_the_next_request(
+        app, app_config, campaign):
+    # The widget reads its campaign outside any transaction (on SQLite, on a connection each
+    # thread keeps): a second server's change must show on the very next request, and a
+    # submission after it must chain onto the ledger as the other server left it.
+    from consent_widget import create_app
+    from consent_widget.chain import verify_chain
+    second = create_app(dict(app_config, DATABASE_URL=app.config["DATABASE_URL"]))
+    try:
+        mine, theirs = app.test_client(), second.test_client()
+        assert "Ana 2027" not in mine.get("/w/demo").get_data(as_text=True)
+        with second.app_context(), db.transaction() as session:
+            found = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            update_campaign(session, found, name="Ana 2027")
+        assert "Ana 2027" in mine.get("/w/demo").get_data(as_text=True)
+        for client, email in ((mine, "a@example.test"), (theirs, "b@example.test"),
+                              (mine, "c@example.test"), (theirs, "a@example.test")):
+            response = client.post("/w/demo", data=widget_form(client, email),
+                                   headers={"Accept": "application/json"})
+            assert response.status_code == 202, response.json
+        with app.app_context():
+            session = db.session()
+            found = session.scalars(select(Campaign).where(Campaign.slug == "demo")).one()
+            report = verify_chain(session, found)
+            assert report.ok, report
+            assert session.scalar(select(func.count()).select_from(Signup)) == 4
+    finally:
+        with second.app_context():
+            db.engine().dispose()
