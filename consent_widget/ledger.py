@@ -334,8 +334,10 @@ def _signup_now(session: Session, signup: Signup) -> tuple[Signup, Subject, bool
     would refresh them; otherwise they are loaded by the ORM.
     """
     subject = signup.__dict__.get("subject")
-    if subject is None or inspect(signup).session is not session \
-            or inspect(subject).session is not session:
+    # Refreshed in place when they are this session's or in none (read outside any session,
+    # as the confirmation link reads them): no other session can be reading them meanwhile.
+    if subject is None or inspect(signup).session not in (None, session) \
+            or inspect(subject).session not in (None, session):
         return session.execute(_SIGNUP_NOW, {"signup": signup.id}).one()
     rows = db.driver_rows(session.connection(), _SIGNUP_NOW_ROW, {"signup": signup.id})
     if not rows:
@@ -405,7 +407,8 @@ def _confirmation_entries(signup: Signup, states: dict[str, ConsentState],
 
 
 def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
-                         offered: dict[str, Notice]) -> PreparedConfirmation | None:
+                         offered: dict[str, Notice], *,
+                         reads=None) -> PreparedConfirmation | None:
     """Work out, in a read-only transaction before :func:`confirm`, the receipt and the email a
     confirmation of ``signup`` will write, so that the ledger lock is held for less time.
 
@@ -413,7 +416,9 @@ def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
     :func:`confirm` reads again under the lock; it uses this only if they did not change.
     Returns None when there is nothing worth preparing (the signup was confirmed, its address
     erased, nothing would be given or withdrawn, or no signing key exists yet, which the
-    locked path creates: a transaction that only reads must not write it).
+    locked path creates: a transaction that only reads must not write it). ``reads`` is the
+    connection the states and the receipt's facts are read on (``db.reader()``, say), by
+    default the session's.
     """
     subject = signup.subject
     if signup.confirmed_at is not None or subject.email is None:
@@ -421,8 +426,9 @@ def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
     now = utcnow()
     # Plain rows and namespaces, not ORM objects: nothing here is written, and building
     # instrumented objects would cost more than the reads.
+    reads = reads if reads is not None else session.connection()
     states = {row.purpose + ":" + row.network: row
-              for row in db.driver_rows(session.connection(), _STATE_ROWS, {
+              for row in db.driver_rows(reads, _STATE_ROWS, {
                   "campaign": campaign.id, "subject": subject.id})}
     seen = _seen(subject, states)
     entries = _confirmation_entries(signup, states, offered)
@@ -447,7 +453,7 @@ def prepare_confirmation(session: Session, campaign: Campaign, signup: Signup,
         receipt = receipts.build(session, campaign, subject, now=now, locale=signup.locale,
                                  origin=signup.origin, method="email_confirmation",
                                  states=states_after, gpc=signup.gpc, pending_events=pending,
-                                 create_key=False)
+                                 create_key=False, reads=reads)
     except keys.NoSigningKey:
         return None
     email = mail.receipt_email(campaign, subject, receipt, signup.locale, states_after)

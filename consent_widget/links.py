@@ -62,16 +62,8 @@ def _signup(campaign, token: str) -> Signup:
     return signup
 
 
-# The campaign of the URL with the signup and subject its token names: the confirmation link's
-# one read, rather than one for the campaign and another for the signup.
-_CONFIRMATION = (select(Campaign, Signup, Subject)
-                 .join(Signup, Signup.campaign_id == Campaign.id)
-                 .join(Subject, Subject.id == Signup.subject_id)
-                 .where(Campaign.slug == bindparam("slug"), Campaign.id == bindparam("campaign"),
-                        Signup.public_id == bindparam("public_id")))
-
-
-#: :data:`_CONFIRMATION` as plain columns, read on the driver's cursor (see :mod:`.loaded`).
+#: The campaign of the URL with the signup and subject its token names, as plain columns: the
+#: confirmation link's one read, rather than one for the campaign and another for the signup.
 _CONFIRMATION_ROW = (select(*loaded.columns(Campaign, "campaign_"),
                             *loaded.columns(Signup, "signup_"),
                             *loaded.columns(Subject, "subject_"))
@@ -83,18 +75,16 @@ _CONFIRMATION_ROW = (select(*loaded.columns(Campaign, "campaign_"),
 
 
 def _confirmation_row(params: dict):
-    """The campaign, signup and subject of :data:`_CONFIRMATION`, or None; made from one
-    driver-level read unless the session holds one of them already."""
-    session = db.session()
-    loaded.flush_pending(session)
-    rows = db.driver_rows(session.connection(), _CONFIRMATION_ROW, params)
+    """The campaign, signup and subject of :data:`_CONFIRMATION_ROW`, or None: one read on the
+    context's reader (:func:`consent_widget.db.reader`), in no transaction, made into detached
+    objects. A session's transaction around it would cost more than the read; the
+    confirmation reads the signup and its subject again under the ledger's lock."""
+    rows = db.driver_rows(db.reader(), _CONFIRMATION_ROW, params)
     if not rows:
         return None
     values = rows[0]._asdict()
-    models = ((Campaign, "campaign_"), (Signup, "signup_"), (Subject, "subject_"))
-    if any(loaded.held(session, model, values[prefix + "id"]) for model, prefix in models):
-        return session.execute(_CONFIRMATION, params).first()
-    return tuple(loaded.instance(session, model, values, prefix) for model, prefix in models)
+    return tuple(loaded.detached(model, values, prefix) for model, prefix in (
+        (Campaign, "campaign_"), (Signup, "signup_"), (Subject, "subject_")))
 
 
 def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
@@ -174,7 +164,9 @@ def confirm(slug: str, token: str):
             return render_template("links/confirm.html", campaign=campaign,
                                    items=_items(campaign, signup), state=stage, token=token)
         offered = ledger.offered_notices(session, campaign, signup)
-        prepared = ledger.prepare_confirmation(session, campaign, signup, offered)
+        # Its reads on the reader too: in the usual case this block then begins no transaction.
+        prepared = ledger.prepare_confirmation(session, campaign, signup, offered,
+                                               reads=db.reader())
     try:
         with db.transaction() as session:
             receipt = ledger.confirm(session, campaign, signup, offered=offered,

@@ -147,13 +147,15 @@ def issue(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
 
 def build(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
           origin: str, method: str, states: list[ConsentState], gpc: bool | None = None,
-          pending_events: dict | None = None, create_key: bool = True) -> Receipt:
+          pending_events: dict | None = None, create_key: bool = True,
+          reads=None) -> Receipt:
     """Sign a receipt of ``states`` (the subject's states once the change is made), superseding
     the subject's last receipt, without writing it (:func:`write` does).
 
     ``pending_events`` are events not written yet, by the ``event_id`` the states give them: the
     ledger prepares a confirmation before it takes the lock (see ``ledger.prepare_confirmation``).
     With ``create_key=False``, raises keys.NoSigningKey before the first signing key exists.
+    ``reads`` is the connection the receipt's facts are read on, by default the session's.
     """
     states = sorted(states, key=display_order)
     # What is read here was written before this call: a caller's pending ORM changes, if any,
@@ -163,12 +165,14 @@ def build(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
         items = [(state, effective_status(state, now), shown.get(state.notice_id))
                  for state in states]
         receipt_id = str(uuid.uuid4())
-        previous = _newest_receipt_id(session, campaign, subject)
+        reads = reads if reads is not None else session.connection()
+        previous = _newest_receipt_id(reads, campaign, subject)
         if gpc is None:
             gpc = _gpc_signal(session, campaign, subject)
         claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
                                  supersedes=previous, now=now, locale=locale, origin=origin,
-                                 method=method, gpc=gpc, pending_events=pending_events or {})
+                                 method=method, gpc=gpc, pending_events=pending_events or {},
+                                 reads=reads)
     # The key ring's current signer, which each process keeps for a minute rather than reading
     # the ring under the ledger lock; a key rotated meanwhile stays published, so this receipt
     # verifies whichever of the two signed it.
@@ -220,11 +224,11 @@ def decode(receipt: Receipt) -> dict:
     return _segment(receipt.jws, 1)
 
 
-def _newest_receipt_id(session: Session, campaign: Campaign, subject: Subject) -> str | None:
+def _newest_receipt_id(reads, campaign: Campaign, subject: Subject) -> str | None:
     # On the driver's cursor: it is read for every receipt, and costs SQLite a tenth of what
     # SQLAlchemy's execution of it costs.
-    rows = db.driver_rows(session.connection(), _NEWEST_RECEIPT, {"campaign": campaign.id,
-                                                                  "subject": subject.id})
+    rows = db.driver_rows(reads, _NEWEST_RECEIPT, {"campaign": campaign.id,
+                                                   "subject": subject.id})
     return rows[0].id if rows else None
 
 
@@ -241,7 +245,8 @@ _NEWEST_RECEIPT = select(_RECEIPTS.c.id).where(
 
 def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, items: list[tuple],
                     *, receipt_id: str, supersedes: str | None, now: datetime, locale: str,
-                    origin: str, method: str, gpc: bool, pending_events: dict) -> dict:
+                    origin: str, method: str, gpc: bool, pending_events: dict,
+                    reads) -> dict:
     """The Kantara v1.1 payload, with the ISO/IEC TS 27560 additions in ``ext``.
 
     ``items`` holds (state, effective status, notice) for every item the subject was asked about.
@@ -277,7 +282,7 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
             "origin": origin,
             "notices": [_notice_record(state, notice) for state, _, notice in items if notice],
             "states": [_state_record(state, status, notice) for state, status, notice in items],
-            "events": sorted(_event_records(session, campaign, [state for state, _, _ in items],
+            "events": sorted(_event_records(reads, campaign, [state for state, _, _ in items],
                                             pending_events),
                              key=lambda record: record["time"]),
             **_policy_texts(campaign, [state for state, _ in given]),
@@ -362,7 +367,7 @@ _EVENTS_BY_ID_OR_REQUESTS = select(*_EVENT_FIELDS).where(or_(
          _EVENTS.c.signup_id.in_(bindparam("signups", expanding=True)))))
 
 
-def _event_records(session: Session, campaign: Campaign, states: list[ConsentState],
+def _event_records(connection, campaign: Campaign, states: list[ConsentState],
                    pending_events: dict) -> list[dict]:
     """The event behind each state, preceded for a confirmation by the request it confirmed.
 
@@ -371,7 +376,6 @@ def _event_records(session: Session, campaign: Campaign, states: list[ConsentSta
     are events not written yet, by the id the states give them.
     """
     expiry = {state.event_id: state.expires_at for state in states}
-    connection = session.connection()
     ids = [i for i in expiry if i not in pending_events]
     # The requests that the given consents confirmed: a confirmation and its request share
     # the signup. Those of the pending events' signups are read with the events themselves.
