@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask_babel import get_locale, gettext
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, Form, HiddenField, SelectMultipleField, StringField
 from wtforms.csrf.core import CSRF, CSRFTokenField
@@ -17,6 +17,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from . import tokens
 from .emails import MAX_EMAIL_LENGTH, InvalidEmail, normalise
+from .i18n import gettext
 from .models import NEWSLETTER, SOCIAL_MATCHING
 from .notices import network_label
 

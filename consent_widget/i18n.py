@@ -103,6 +103,14 @@ def _template_ngettext(context, singular: str, plural: str, num: int, /, **varia
     return _formatted(context, _translations().ungettext(singular, plural, num), variables)
 
 
+def gettext(string: str, **variables) -> str:
+    """Flask-Babel's ``gettext``, with the catalogue found once per context and language (see
+    :func:`_translations`) rather than once per string: a confirmation's page labels each of
+    its boxes, and a form each of its fields and errors."""
+    translated = _translations().ugettext(string)
+    return translated % variables if variables else translated
+
+
 def _translations():
     """Flask-Babel's translations for the current locale, remembered on ``g`` with that locale.
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 
 from flask import current_app
-from flask_babel import force_locale, gettext
+from flask_babel import force_locale
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from .i18n import gettext
 from .models import NEWSLETTER, SOCIAL_MATCHING, Campaign, Notice
 
 NETWORK_LABELS = {"facebook": "Facebook", "linkedin": "LinkedIn", "twitter": "X (Twitter)",

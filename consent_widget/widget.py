@@ -16,12 +16,12 @@ from urllib.parse import urlencode, urlsplit
 from flask import (Blueprint, current_app, g, jsonify, render_template, request,
                    send_from_directory, url_for)
 from flask_babel import get_locale
-from flask_babel import gettext as _
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from . import campaigns, db, i18n, ledger, notices, theme, tokens, urls
 from .emails import lookup_key
 from .forms import SignupForm, allowed_origin
+from .i18n import gettext as _
 from .models import NEWSLETTER
 
 bp = Blueprint("widget", __name__)
