@@ -102,7 +102,7 @@ _INSERT_RETURNING_ID = {model: insert(model.__table__).returning(model.__table__
 def _insert(session: Session, model, **values):
     """Insert one row of ``model``; return it as an object outside the session, with its id."""
     [(row_id,)] = db.driver_write(session.connection(), _INSERT_RETURNING_ID[model], values)
-    return model(id=row_id, **values)
+    return loaded.transient(model, {"id": row_id, **values})
 
 
 def lock(session: Session, campaign: Campaign) -> None:
@@ -217,9 +217,11 @@ def _write_states(session: Session, campaign: Campaign, subject: Subject,
             continue
         if state is None or item in created:
             if state is None:
-                state = states[item] = created[item] = ConsentState(
-                    campaign_id=campaign.id, subject_id=subject.id, purpose=event.purpose,
-                    network=event.network, receipt_id=None)
+                # A plain namespace, as the states read under the lock are: an ORM object
+                # would cost more to build than its row costs to insert.
+                state = states[item] = created[item] = SimpleNamespace(
+                    id=None, campaign_id=campaign.id, subject_id=subject.id,
+                    purpose=event.purpose, network=event.network, receipt_id=None)
             for name, value in values.items():
                 setattr(state, name, value)
         else:

@@ -44,6 +44,16 @@ def detached(model, values: dict, prefix: str = ""):
     return obj
 
 
+def transient(model, values: dict):
+    """An object of ``model`` holding ``values``, in no session and with no identity, made
+    without the ORM's attribute events: the copy returned of a row just written on the
+    driver (a signup's subject, its signup, an outbox message), which the constructor, setting
+    each attribute through its instrumentation, would cost several times over."""
+    obj = inspect(model).class_manager.new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
 def flush_pending(session: Session) -> None:
     """Flush the session's pending changes first, as an ORM query would (autoflush), so a
     driver-level read finds an object added just now."""

@@ -24,7 +24,7 @@ from typing import Callable
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import db, mail
+from . import db, loaded, mail
 from .models import OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def enqueue(session: Session, *, kind: str, recipient: str, payload: str,
               "next_attempt_at": now, "claimed_until": None, "last_error": "",
               "created_at": now, "sent_at": None}
     [(message_id,)] = db.driver_write(session.connection(), _INSERT, values)
-    return OutboxMessage(id=message_id, **values)
+    return loaded.transient(OutboxMessage, {"id": message_id, **values})
 
 
 def backoff(attempts: int, base: float, rng: random.Random | None = None) -> timedelta:
