@@ -95,8 +95,17 @@ def _json_object(max_bytes: int) -> dict:
         raise ApiError(413, "payload_too_large", f"The body may not exceed {max_bytes} bytes.")
     if not _is_json(environ.get("CONTENT_TYPE", "")):
         raise ApiError(415, "unsupported_media_type", "Send a JSON body (application/json).")
+    if length is None:
+        # A body without a length (chunked, as a server that terminates the input passes it
+        # on) is read only as far as the limit: past it, the same 413 as a declared length.
+        data = served.stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ApiError(413, "payload_too_large",
+                           f"The body may not exceed {max_bytes} bytes.")
+    else:
+        data = served.get_data(cache=True)
     try:
-        body = json.loads(served.get_data(cache=True))
+        body = json.loads(data)
     except (ValueError, RecursionError):  # not JSON, or nested deep enough to exhaust the parser
         body = None
     if not isinstance(body, dict):

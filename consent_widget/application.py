@@ -5,8 +5,9 @@ from typing import Any, Callable
 
 from flask import Flask
 
-#: Views, hooks and handlers of one app are a few hundred functions; a function made afresh on
-#: each request (an ``after_this_request`` callback) is looked at but not kept.
+#: Views, hooks and handlers of one app are a few hundred functions. Past this many, a function
+#: is worked out on each call and not kept: functions made afresh on each request (an
+#: ``after_this_request`` callback) would otherwise fill the cache with ones never seen again.
 _SYNC_CACHE_MAX = 512
 
 
@@ -25,7 +26,10 @@ class ConsentApp(Flask):
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """``func`` as Flask would run it (wrapped when it is a coroutine function), worked
         out the first time this app is asked about ``func``."""
-        found = self._synchronous.get(func)
+        try:
+            found = self._synchronous.get(func)
+        except TypeError:  # a callable that cannot be a key (an unhashable instance)
+            return super().ensure_sync(func)
         if found is None:
             found = super().ensure_sync(func)
             if len(self._synchronous) < _SYNC_CACHE_MAX:

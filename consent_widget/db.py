@@ -19,7 +19,7 @@ from typing import Iterator
 from flask import current_app, g, has_app_context
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, InvalidRequestError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import BadRequest
 
@@ -255,6 +255,9 @@ class Reader:
             for thread, found in list(self.home.items()):
                 if found is self:
                     self.home.pop(thread, None)
+        # Nor is it this context's any more: a later read of the request opens a new one.
+        if has_app_context() and g.get("db_reader") is self:
+            g.pop("db_reader")
         # The driver's connection is closed as it is: a detached one has no pool to go back
         # to, and the reset on the way there would fail on a broken connection.
         try:
@@ -320,6 +323,12 @@ def _held_reader(bound: Engine) -> Reader:
         connection = bound.raw_connection()
         connection.detach()  # the thread's own from now on: closing it closes it
         found = readers[thread] = Reader(connection, bound.dialect, readers)
+    if len(readers) > threading.active_count():
+        # Some are of threads that have ended (a server that starts a thread per request):
+        # closed, so that no more are kept than there are threads alive.
+        alive = {each.ident for each in threading.enumerate()}
+        for ended in [ident for ident in readers if ident not in alive]:
+            readers[ended].discard()
     return found
 
 
@@ -350,6 +359,10 @@ class _DriverStatement:
         self.expanding = tuple(name for name, bind in compiled.binds.items() if bind.expanding)
         if self.expanding and statement.is_dml:
             raise ValueError("a write with an IN list runs on the connection")
+        if any(bind.literal_execute for bind in compiled.binds.values()):
+            # Its value is written into the statement's text at each execution: a text kept
+            # per size would keep the first value.
+            raise ValueError("a literal_execute parameter runs on the connection")
         self._compiled = compiled if self.expanding else None
         self._sizes: dict[tuple, _DriverStatement] = {}
         self.sql = compiled.string
@@ -428,13 +441,18 @@ class _DriverStatement:
         expands it (one parameter per element, ``name_1``, ``name_2``...), and ``params``
         with each list spread onto those names."""
         try:
-            lists = {name: list(params[name]) for name in self.expanding}
+            # None is no element, as SQLAlchemy reads it.
+            lists = {name: [] if params[name] is None else list(params[name])
+                     for name in self.expanding}
         except (KeyError, TypeError) as exc:
             raise StatementError(f"{type(exc).__name__}: {exc}", self.sql, params, exc) from exc
         sizes = tuple(len(values) for values in lists.values())
         sized = self._sizes.get(sizes)
         if sized is None:
-            expanded = self._compiled.construct_expanded_state({**params, **lists})
+            try:
+                expanded = self._compiled.construct_expanded_state({**params, **lists})
+            except InvalidRequestError as exc:  # a parameter missing: as a kept size says it
+                raise StatementError(str(exc), self.sql, params, exc) from exc
             sized = copy.copy(self)
             sized.expanding, sized._compiled, sized._sizes = (), None, {}
             sized.sql = expanded.statement

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sqlite3
 import threading
@@ -246,6 +247,25 @@ def test_non_json_and_oversized_bodies_are_refused(client, token):
     assert client.post("/api/v1/consents/check", json=big, headers=headers).status_code == 413
 
 
+def _chunked_check(client, token, body: bytes):
+    """A check whose body comes without a length, as gunicorn passes on a chunked request
+    (``wsgi.input_terminated``)."""
+    return client.post("/api/v1/consents/check", input_stream=io.BytesIO(body),
+                       content_type="application/json",
+                       headers={"Authorization": f"Bearer {token}",
+                                "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_a_body_without_a_length_is_read_only_as_far_as_the_limit(client, token):
+    question = {"email": "a@example.test", "purpose": "newsletter"}
+    response = _chunked_check(client, token, json.dumps(question).encode())
+    assert response.status_code == 200 and response.json["allowed"] is False
+    big = dict(question, pad="x" * 20000)
+    response = _chunked_check(client, token, json.dumps(big).encode())
+    assert response.status_code == 413 and response.json["error"] == "payload_too_large"
+
+
 @pytest.mark.parametrize("content_type, body, status", [
     # JSON as werkzeug's is_json names it: parameters and case aside, or any application/*+json.
     ("application/json; charset=utf-8", None, 200),
@@ -254,7 +274,9 @@ def test_non_json_and_oversized_bodies_are_refused(client, token):
     ("text/json", None, 415),
     ("application/jsonp", None, 415),
     ("", None, 415),
-    # Bytes that are not UTF-8 JSON, or JSON that is not an object: a clear 400.
+    # Bytes that are not JSON (json.loads, like werkzeug's get_json, also reads UTF-16 and
+    # UTF-32 JSON by its first bytes; this is no JSON in any of them), or JSON that is not an
+    # object: a clear 400.
     ("application/json", b"\xff\xfe{\x00", 400),
     ("application/json", b'"a string"', 400),
     ("application/json", b"[" * 5000 + b"]" * 5000, 400),  # deeper than the parser goes

@@ -101,11 +101,26 @@ def test_an_in_list_is_expanded_as_sqlalchemy_expands_it_for_each_size(app, camp
                      {"campaign": campaign.id + 1, "ids": ids, "signups": []}) == ([], [])
 
 
+def test_an_in_list_of_none_is_an_empty_one_as_sqlalchemy_reads_it(app, campaign):
+    give(app, "demo", "ana@example.test", newsletter=True)
+    params = {"campaign": campaign.id, "ids": None, "signups": None}
+    assert both_ways(app, _EVENTS_BY_ID_OR_REQUESTS, params) == ([], [])
+
+
 def test_an_in_list_that_is_missing_or_not_a_list_is_refused_before_it_is_sent(app):
     with app.app_context():
-        for params in ({"campaign": 1, "ids": [1]}, {"campaign": 1, "ids": 1, "signups": []}):
+        for params in ({"campaign": 1, "ids": [1]}, {"campaign": 1, "ids": 1, "signups": []},
+                       # A parameter missing, for a size seen before and for one never seen.
+                       {"ids": [1], "signups": []}, {"ids": [1] * 7, "signups": [2] * 5}):
             with pytest.raises(StatementError):
                 db.driver_rows(db.connection(), _EVENTS_BY_ID_OR_REQUESTS, params)
+
+
+def test_a_parameter_written_into_the_statement_at_each_execution_is_refused(app):
+    statement = select(ConsentEvent.id).where(
+        ConsentEvent.campaign_id == bindparam("campaign", literal_execute=True))
+    with app.app_context(), pytest.raises(ValueError, match="literal_execute"):
+        db.driver_rows(db.connection(), statement, {"campaign": 1})
 
 
 def test_a_write_with_an_in_list_is_refused(app):

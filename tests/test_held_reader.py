@@ -73,6 +73,9 @@ def test_a_reader_whose_driver_fails_is_replaced(sqlite_app, campaign):
         broken.connection.dbapi_connection.close()  # as a failed driver connection would be
         with pytest.raises(DBAPIError):
             db.driver_rows(broken, statement)
+        # Not this context's any more either: a later read of the same request opens another.
+        assert db.reader() is not broken
+        assert [row.slug for row in db.driver_rows(db.reader(), statement)] == ["demo"]
     with sqlite_app.app_context():
         fresh = db.reader()
         assert fresh is not broken
@@ -89,3 +92,37 @@ def test_disposing_the_engine_closes_its_readers(sqlite_app):
     with sqlite_app.app_context():
         assert db.reader() is not held
         assert db.reader().connection.dbapi_connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_readers_of_ended_threads_are_closed_once_they_outnumber_the_threads_alive(
+        sqlite_app, campaign):
+    # A server that starts a thread per request must not keep a connection per thread it ran.
+    opened, release = {}, threading.Event()
+
+    def read(name, wait=False):
+        with sqlite_app.app_context():
+            reader = db.reader()
+            db.driver_rows(reader, select(Campaign.slug))
+            opened[name] = reader.connection.dbapi_connection
+        if wait:
+            release.wait(10)
+
+    # More threads alive at once (so each with an id of its own) than there are now, then ended.
+    count = threading.active_count() + 1
+    workers = [threading.Thread(target=read, args=(number, True)) for number in range(count)]
+    for worker in workers:
+        worker.start()
+    while len(opened) < count:
+        threading.Event().wait(0.01)
+    assert len(_readers(sqlite_app)) == count
+    release.set()
+    for worker in workers:
+        worker.join()
+    # The next read (here the main thread's) finds more readers than threads alive: those of
+    # the ended threads are closed.
+    read("main")
+    assert list(_readers(sqlite_app)) == [threading.get_ident()]
+    for number in range(count):
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            opened[number].execute("SELECT 1")
+    assert opened["main"].execute("SELECT 1").fetchone() == (1,)
