@@ -175,15 +175,16 @@ def by_slug(session: Session, slug: str) -> Campaign | None:
 
 
 def find(slug: str) -> Campaign | None:
-    """The campaign with this slug, or None, read in no transaction and in no session: a
-    detached object with every column loaded, for a request that reads its campaign before
-    anything else (a widget page, a submission).
+    """The campaign with this slug, or None, in no session: a detached object with every
+    column loaded, for a request that reads its campaign before anything else (a widget page,
+    a submission).
 
-    The read runs on the context's reader (:func:`consent_widget.db.reader`), which a
-    session's transaction would cost several times over; what is written later is written
-    under the ledger's lock, which reads the ledger's head afresh.
+    The read runs where :func:`consent_widget.db.first_reads` says (on SQLite in no
+    transaction), not through the session's ORM, which would cost several times the read;
+    what is written later is written under the ledger's lock, which reads the ledger's head
+    afresh.
     """
-    rows = db.driver_rows(db.reader(), _ROW_BY_SLUG, {"slug": slug})
+    rows = db.driver_rows(db.first_reads(), _ROW_BY_SLUG, {"slug": slug})
     return loaded.detached(Campaign, rows[0]._asdict()) if rows else None
 
 

@@ -309,6 +309,22 @@ def reader() -> Reader:
     return found
 
 
+def first_reads() -> Connection | Reader:
+    """Where a request that may write reads what it needs first (its campaign, the signup of
+    a link), through :func:`driver_rows`.
+
+    On SQLite, the thread's reader (:func:`reader`): a transaction would take the database's
+    write lock before the request knows it will write. On PostgreSQL, the session's
+    connection, beginning the transaction the request then writes in: the ledger's lock there
+    is the campaign's row, taken by the write itself, and a second connection would cost a
+    ping, a BEGIN and a ROLLBACK, each a round trip that costs more than the read.
+    """
+    bound = engine()
+    if bound.dialect.name == "sqlite":
+        return reader()
+    return session().connection()
+
+
 def _held_reader(bound: Engine) -> Reader:
     """This thread's reader of ``bound``, opened on first use."""
     readers = _HELD_READERS.get(bound)

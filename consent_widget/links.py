@@ -74,12 +74,14 @@ _CONFIRMATION_ROW = (select(*loaded.columns(Campaign, "campaign_"),
                             Signup.public_id == bindparam("public_id")))
 
 
-def _confirmation_row(params: dict):
-    """The campaign, signup and subject of :data:`_CONFIRMATION_ROW`, or None: one read on the
-    context's reader (:func:`consent_widget.db.reader`), in no transaction, made into detached
-    objects. A session's transaction around it would cost more than the read; the
-    confirmation reads the signup and its subject again under the ledger's lock."""
-    rows = db.driver_rows(db.reader(), _CONFIRMATION_ROW, params)
+def _confirmation_row(params: dict, reads=None):
+    """The campaign, signup and subject of :data:`_CONFIRMATION_ROW`, or None: one read on
+    ``reads`` (by default the context's reader, :func:`consent_widget.db.reader`, in no
+    transaction), made into detached objects rather than through the session's ORM, which
+    would cost more than the read. The confirmation reads the signup and its subject again
+    under the ledger's lock."""
+    rows = db.driver_rows(reads if reads is not None else db.reader(), _CONFIRMATION_ROW,
+                          params)
     if not rows:
         return None
     values = rows[0]._asdict()
@@ -87,7 +89,7 @@ def _confirmation_row(params: dict):
         (Campaign, "campaign_"), (Signup, "signup_"), (Subject, "subject_")))
 
 
-def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
+def _confirmation(slug: str, token: str, reads=None) -> tuple[Campaign, Signup]:
     """The campaign of a confirmation link and the signup its token names, with its subject.
 
     The token is checked first, which needs no database, so that a good link (all but a few)
@@ -101,7 +103,7 @@ def _confirmation(slug: str, token: str) -> tuple[Campaign, Signup]:
     campaign_id, public_id = payload.get("c"), payload.get("s")
     if isinstance(campaign_id, int) and isinstance(public_id, str):
         found = _confirmation_row({"slug": slug, "campaign": campaign_id,
-                                   "public_id": public_id})
+                                   "public_id": public_id}, reads)
         if found is not None:
             campaign, signup, subject = found
             g.link_campaign, g.campaign_locale = campaign, campaign.locale
@@ -155,32 +157,58 @@ def _items(campaign, signup: Signup) -> list[dict]:
 @bp.route("/w/<slug>/confirm/<token>", methods=["GET", "POST"])
 def confirm(slug: str, token: str):
     """GET: show what will be confirmed. POST: confirm it (double opt-in) and show the receipt."""
-    # What can be read before the write lock is: only the confirmation itself waits for it.
-    with db.reading() as session:
-        campaign, signup = _confirmation(slug, token)
-        if request.method == "GET":
+    if request.method == "GET":
+        with db.reading() as session:
+            campaign, signup = _confirmation(slug, token)
             stage = ("confirmed" if signup.confirmed_at else
                      "superseded" if ledger.is_superseded(session, signup) else "pending")
             return render_template("links/confirm.html", campaign=campaign,
                                    items=_items(campaign, signup), state=stage, token=token)
-        offered = ledger.offered_notices(session, campaign, signup)
-        # Its reads on the reader too: in the usual case this block then begins no transaction.
-        prepared = ledger.prepare_confirmation(session, campaign, signup, offered,
-                                               reads=db.reader())
     try:
-        with db.transaction() as session:
-            receipt = ledger.confirm(session, campaign, signup, offered=offered,
-                                     prepared=prepared)
-    except ledger.AlreadyConfirmed:
+        campaign, signup, receipt = _confirm(slug, token)
+    except ledger.AlreadyConfirmed as refused:
+        campaign, signup = refused.args
         return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state="confirmed", token=token)
-    except ledger.SignupSuperseded:
+    except ledger.SignupSuperseded as refused:
+        campaign, signup = refused.args
         return render_template("links/confirm.html", campaign=campaign, items=_items(campaign, signup),
                                state="superseded", token=token), 409
     return render_template("links/confirmed.html", campaign=campaign, items=_items(campaign, signup),
                            receipt=receipts.decode(receipt) if receipt else None,
                            email=signup.subject.email,
                            manage_url=urls.manage_url(campaign, signup.subject))
+
+
+def _confirm(slug: str, token: str) -> tuple[Campaign, Signup, Receipt | None]:
+    """Confirm the signup a link names; return its campaign, the signup and the receipt.
+
+    Raises ledger.AlreadyConfirmed or ledger.SignupSuperseded with the campaign and the
+    signup as their arguments, for the page that says so.
+
+    On SQLite, whose write lock is the whole database's, the receipt and the email are worked
+    out before the lock is taken (``ledger.prepare_confirmation``), from reads on the thread's
+    reader, and the lock is held only for the writes. On PostgreSQL the lock is the campaign's
+    row, and every read is a round trip that costs more than what it saves under the lock: the
+    link is read and confirmed in one transaction.
+    """
+    campaign = signup = None
+    try:
+        if db.engine().dialect.name == "sqlite":
+            with db.reading() as session:
+                campaign, signup = _confirmation(slug, token)
+                offered = ledger.offered_notices(session, campaign, signup)
+                # Read on the reader too: in the usual case this block begins no transaction.
+                prepared = ledger.prepare_confirmation(session, campaign, signup, offered,
+                                                       reads=db.reader())
+            with db.transaction() as session:
+                return campaign, signup, ledger.confirm(session, campaign, signup,
+                                                        offered=offered, prepared=prepared)
+        with db.transaction() as session:
+            campaign, signup = _confirmation(slug, token, reads=db.first_reads())
+            return campaign, signup, ledger.confirm(session, campaign, signup)
+    except (ledger.AlreadyConfirmed, ledger.SignupSuperseded) as refused:
+        raise type(refused)(campaign, signup) from None
 
 
 def _manage_context(campaign, subject: Subject) -> dict:

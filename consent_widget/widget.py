@@ -68,11 +68,10 @@ def submit(slug):
     if not form.validate():
         return _invalid(campaign, form, 400 if form.csrf_failed else 422)
     locale = _locale()
-    # The texts the form showed never change once recorded, so they are read before the write
-    # lock is taken; only a text shown for the first time is recorded under it.
-    with db.reading() as session:
-        shown = notices.shown(session, campaign, form.shown_notices)
     with db.transaction() as session:
+        # The texts the form showed never change once recorded: each process keeps those it
+        # has read, so this reads nothing but the first time (see notices.by_ids).
+        shown = notices.shown(session, campaign, form.shown_notices)
         choices = [ledger.Choice(purpose, network, notice, form.ticked(purpose, network))
                    for purpose, network, notice in _offered(session, campaign, locale, shown)]
         ledger.record_signup(session, campaign, form.email.data, choices,
