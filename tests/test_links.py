@@ -282,3 +282,42 @@ def test_link_tokens_follow_a_rotated_secret_key(app):
         assert tokens.loads(tokens.CONFIRM, new) == payload
         with pytest.raises(tokens.TokenInvalid):
             tokens.loads(tokens.CONFIRM, old)
+
+
+def test_a_submission_and_a_confirmation_each_take_one_connection_from_the_pool(
+        app, client, campaign):
+    # Each connection taken costs a ping and a transaction of its own on PostgreSQL: the widget
+    # reads its campaign, and a confirmation its link, in the transaction it writes in there,
+    # and on SQLite on the thread's own reader, which is not the pool's.
+    from sqlalchemy import event
+
+    from helpers import widget_form
+    with app.app_context():
+        engine = db.engine()
+
+    def sign_up_and_confirm(email):
+        data = widget_form(client, email)
+        taken.clear()
+        response = client.post("/w/demo", data=data, headers={"Accept": "application/json"})
+        assert response.status_code == 202, response.json
+        submitted = len(taken)
+        with app.app_context():
+            public_id = db.session().scalars(
+                select(Signup.public_id).order_by(Signup.id.desc())).first()
+        path = link_path(app, "confirm", public_id=public_id)
+        taken.clear()
+        confirmed = client.post(path)
+        assert confirmed.status_code == 200 and b"receipt-states" in confirmed.data
+        return submitted, len(taken)
+
+    taken = []
+    listener = lambda *_args: taken.append(1)  # noqa: E731
+    event.listen(engine, "checkout", listener)
+    try:
+        # The first creates the signing key, which a process remembers once it has read it back.
+        sign_up_and_confirm("first@example.test")
+        sign_up_and_confirm("second@example.test")
+        assert sign_up_and_confirm("ana@example.test") == (1, 1)
+    finally:
+        event.remove(engine, "checkout", listener)
+    assert status(app, "demo", "ana@example.test", "newsletter") == "given"
