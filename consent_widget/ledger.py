@@ -503,7 +503,8 @@ def confirm(session: Session, campaign: Campaign, signup: Signup, now: datetime 
             # This signup is the subject's newest, so its Global Privacy Control signal is theirs.
             receipt = receipts.issue(session, campaign, subject, now=now, locale=signup.locale,
                                      origin=signup.origin, method="email_confirmation",
-                                     states=list(states.values()), gpc=signup.gpc)
+                                     states=list(states.values()), gpc=signup.gpc,
+                                     confirmed_signup=signup.id)
     if prepared is not None:
         prepared.email.queue(session)
     else:

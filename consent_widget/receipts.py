@@ -131,31 +131,34 @@ _CLAIM_RULES = {RECEIPT_TYP: _check_receipt, DECISION_TYP: _check_decision}
 # --- receipts --------------------------------------------------------------------------------
 def issue(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
           origin: str, method: str, states: list[ConsentState] | None = None,
-          gpc: bool | None = None) -> Receipt:
+          gpc: bool | None = None, confirmed_signup: int | None = None) -> Receipt:
     """Sign a receipt of the subject's current consents, superseding their last one, and write
     it in the caller's transaction.
 
     Called by the ledger inside its transaction, which holds the campaign's ledger lock. Every
     state row of the subject then names the new receipt. ``states`` are the subject's current
     states and ``gpc`` the signal of their latest signup, when the caller has them at hand.
+    ``confirmed_signup`` is the signup a confirmation confirms: the requests it confirmed are
+    then read with the states' events, in one statement.
     """
     states = states_of(session, campaign, subject) if states is None else states
     receipt = build(session, campaign, subject, now=now, locale=locale, origin=origin,
-                    method=method, states=states, gpc=gpc)
+                    method=method, states=states, gpc=gpc, confirmed_signup=confirmed_signup)
     return write(session, receipt, states)
 
 
 def build(session: Session, campaign: Campaign, subject: Subject, *, now: datetime, locale: str,
           origin: str, method: str, states: list[ConsentState], gpc: bool | None = None,
           pending_events: dict | None = None, create_key: bool = True,
-          reads=None) -> Receipt:
+          reads=None, confirmed_signup: int | None = None) -> Receipt:
     """Sign a receipt of ``states`` (the subject's states once the change is made), superseding
     the subject's last receipt, without writing it (:func:`write` does).
 
     ``pending_events`` are events not written yet, by the ``event_id`` the states give them: the
     ledger prepares a confirmation before it takes the lock (see ``ledger.prepare_confirmation``).
     With ``create_key=False``, raises keys.NoSigningKey before the first signing key exists.
-    ``reads`` is the connection the receipt's facts are read on, by default the session's.
+    ``reads`` is the connection the receipt's facts are read on, by default the session's;
+    ``confirmed_signup`` as for :func:`issue`.
     """
     states = sorted(states, key=display_order)
     # What is read here was written before this call: a caller's pending ORM changes, if any,
@@ -172,7 +175,7 @@ def build(session: Session, campaign: Campaign, subject: Subject, *, now: dateti
         claims = _receipt_claims(session, campaign, subject, items, receipt_id=receipt_id,
                                  supersedes=previous, now=now, locale=locale, origin=origin,
                                  method=method, gpc=gpc, pending_events=pending_events or {},
-                                 reads=reads)
+                                 reads=reads, confirmed_signup=confirmed_signup)
     # The key ring's current signer, which each process keeps for a minute rather than reading
     # the ring under the ledger lock; a key rotated meanwhile stays published, so this receipt
     # verifies whichever of the two signed it.
@@ -246,7 +249,7 @@ _NEWEST_RECEIPT = select(_RECEIPTS.c.id).where(
 def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, items: list[tuple],
                     *, receipt_id: str, supersedes: str | None, now: datetime, locale: str,
                     origin: str, method: str, gpc: bool, pending_events: dict,
-                    reads) -> dict:
+                    reads, confirmed_signup: int | None = None) -> dict:
     """The Kantara v1.1 payload, with the ISO/IEC TS 27560 additions in ``ext``.
 
     ``items`` holds (state, effective status, notice) for every item the subject was asked about.
@@ -283,7 +286,7 @@ def _receipt_claims(session: Session, campaign: Campaign, subject: Subject, item
             "notices": [_notice_record(state, notice) for state, _, notice in items if notice],
             "states": [_state_record(state, status, notice) for state, status, notice in items],
             "events": sorted(_event_records(reads, campaign, [state for state, _, _ in items],
-                                            pending_events),
+                                            pending_events, confirmed_signup),
                              key=lambda record: record["time"]),
             **_policy_texts(campaign, [state for state, _ in given]),
             "supersedes": supersedes,
@@ -368,19 +371,21 @@ _EVENTS_BY_ID_OR_REQUESTS = select(*_EVENT_FIELDS).where(or_(
 
 
 def _event_records(connection, campaign: Campaign, states: list[ConsentState],
-                   pending_events: dict) -> list[dict]:
+                   pending_events: dict, confirmed_signup: int | None = None) -> list[dict]:
     """The event behind each state, preceded for a confirmation by the request it confirmed.
 
     Only these, not the whole history: anyone can submit anyone's address to the widget, and
     repeated requests must not be able to grow a receipt without bound. ``pending_events``
-    are events not written yet, by the id the states give them.
+    are events not written yet, by the id the states give them; the requests of
+    ``confirmed_signup`` (a confirmation's) are read with the events, in one statement.
     """
     expiry = {state.event_id: state.expires_at for state in states}
     ids = [i for i in expiry if i not in pending_events]
     # The requests that the given consents confirmed: a confirmation and its request share
     # the signup. Those of the pending events' signups are read with the events themselves.
     read = sorted({row.signup_id for row in pending_events.values()
-                   if row.type == GIVEN and row.signup_id is not None})
+                   if row.type == GIVEN and row.signup_id is not None}
+                  | ({confirmed_signup} if confirmed_signup is not None else set()))
     # On the driver's cursor, which costs a fraction of SQLAlchemy's execution (every receipt
     # reads these).
     if read:

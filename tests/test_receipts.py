@@ -545,3 +545,26 @@ def test_decision_ids_are_random_uuids_as_uuid4_writes_them():
     for jti in ids:
         parsed = uuid.UUID(jti)
         assert str(parsed) == jti and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_confirmations_events_read_in_one_statement_are_those_read_in_two(app, campaign):
+    # A confirmation names its signup, so the requests it confirmed are read with the states'
+    # events; read afterwards from the events found, they must be the very same records.
+    from helpers import confirm, sign_up
+    from consent_widget.models import Campaign, Signup, Subject
+    confirm(app, sign_up(app, "demo", "ana@example.test", newsletter=True,
+                         networks=["facebook"]))
+    with app.app_context():
+        session = db.session()
+        signup = session.scalars(select(Signup)).one()
+        subject = session.get(Subject, signup.subject_id)
+        camp = session.get(Campaign, signup.campaign_id)
+        states = session.scalars(select(ConsentState).where(
+            ConsentState.subject_id == subject.id)).all()
+        connection = session.connection()
+        with_hint = receipts._event_records(connection, camp, states, {}, signup.id)
+        without = receipts._event_records(connection, camp, states, {})
+    assert with_hint == without
+    given = [record for record in with_hint if record["type"] == "given"]
+    requested = [record for record in with_hint if record["type"] == "requested"]
+    assert len(given) == 2 and len(requested) == 2
