@@ -319,10 +319,14 @@ def first_reads() -> Connection | Reader:
     is the campaign's row, taken by the write itself, and a second connection would cost a
     ping, a BEGIN and a ROLLBACK, each a round trip that costs more than the read.
     """
-    bound = engine()
-    if bound.dialect.name == "sqlite":
-        return reader()
-    return session().connection()
+    return reader() if locks_whole_database() else session().connection()
+
+
+def locks_whole_database() -> bool:
+    """Whether a writer here locks the whole database (SQLite) rather than the rows it writes
+    (PostgreSQL, whose ledger lock is the campaign's row): work that can be done before the
+    lock is then worth doing there."""
+    return engine().dialect.name == "sqlite"
 
 
 def _held_reader(bound: Engine) -> Reader:
@@ -473,9 +477,9 @@ class _DriverStatement:
             sized.expanding, sized._compiled, sized._sizes = (), None, {}
             sized.sql = expanded.statement
             sized.names = tuple(expanded.positiontup) if self.names is not None else None
-            spread = [f"{name}_{number}" for name, values in lists.items()
-                      for number in range(1, len(values) + 1)]
-            if not set(spread) <= set(expanded.parameters):
+            names = {f"{name}_{number}" for name, values in lists.items()
+                     for number in range(1, len(values) + 1)}
+            if not names <= set(expanded.parameters):
                 raise ValueError(f"unexpected expansion of {', '.join(self.expanding)}")
             sized.bind_processors = {
                 name: processor for name, processor in

@@ -194,7 +194,7 @@ def _confirm(slug: str, token: str) -> tuple[Campaign, Signup, Receipt | None]:
     """
     campaign = signup = None
     try:
-        if db.engine().dialect.name == "sqlite":
+        if db.locks_whole_database():
             with db.reading() as session:
                 campaign, signup = _confirmation(slug, token)
                 offered = ledger.offered_notices(session, campaign, signup)
